@@ -1,0 +1,1 @@
+"""ROS-free core: numpy-only types, config, geometry, clouds, image ops and queues."""

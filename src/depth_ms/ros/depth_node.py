@@ -1,0 +1,238 @@
+"""depth_node: camera image in, depth image / coloured depth / point cloud / DepthInfo out.
+
+Subscribes (remappable, PX4 SITL defaults): ``camera/rgb/image_raw``, ``camera/rgb/camera_info``
+and, only for estimators that need ground truth (the oracle), ``camera/depth/image_raw``.
+Publishes under ``~depth/``: ``image`` (32FC1), ``colored`` (bgr8), ``points`` (PointCloud2 xyz+rgb,
+optical frame), ``camera_info`` (rescaled to the output size) and ``info`` (depth_ms/DepthInfo).
+Parameters: see :class:`depth_ms.core.node_config.DepthNodeConfig` and the README.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import message_filters
+import rospy
+from sensor_msgs.msg import CameraInfo, Image
+
+from depth_ms.core.image_ops import BadInputError
+from depth_ms.core.latest_slot import LatestOnlySlot
+from depth_ms.core.node_config import DepthNodeConfig
+from depth_ms.core.products import make_products
+from depth_ms.core.types import Frame, Intrinsics
+from depth_ms.models import registry
+from depth_ms.models.base import DepthEstimator
+from depth_ms.msg import DepthInfo
+
+from . import conversions
+from .params import private_params_as
+
+BUFF_SIZE = 2 ** 26  # 64 MiB: rospy otherwise reads big images in small chunks and queues them (ros_comm #536)
+MODEL_NOTE_PERIOD = 10.0  # seconds between repeated warnings of the same kind
+
+
+@dataclass
+class _Pending:
+    image: Image
+    gt_depth: Optional[Image]
+    received: float  # wall clock
+
+
+@dataclass
+class _Counters:
+    frames_in: int = 0
+    frames_out: int = 0
+    rejected: int = 0
+    failed: int = 0
+    resets: int = 0
+    latency_sum: float = 0.0
+    model_sum: float = 0.0
+    overhead_sum: float = 0.0
+    window: int = 0
+
+
+class DepthNode:
+    """Wires an injected estimator between camera topics and depth outputs."""
+
+    def __init__(self, estimator: DepthEstimator, config: DepthNodeConfig) -> None:
+        self.estimator = estimator
+        self.config = config
+        self.slot: LatestOnlySlot[_Pending] = LatestOnlySlot()
+        self.counters = _Counters()
+        self._camera_info: Optional[CameraInfo] = None
+        self._last_stamp: Optional[float] = None
+        self._last_size: Optional[tuple[int, int]] = None
+        self._warned_scaled_info = False
+        self._warmed_up = False
+
+        self.pub_depth = rospy.Publisher("~depth/image", Image, queue_size=1)
+        self.pub_colored = rospy.Publisher("~depth/colored", Image, queue_size=1)
+        self.pub_points = rospy.Publisher("~depth/points", conversions.PointCloud2, queue_size=1)
+        self.pub_info = rospy.Publisher("~depth/camera_info", CameraInfo, queue_size=1)
+        self.pub_depth_info = rospy.Publisher("~depth/info", DepthInfo, queue_size=5)
+
+        rospy.Subscriber("camera/rgb/camera_info", CameraInfo, self._on_camera_info, queue_size=1)
+        if estimator.needs_ground_truth:
+            # Exact stamp pairing of image and ground truth; the pair then goes through the same slot.
+            image_sub = message_filters.Subscriber("camera/rgb/image_raw", Image, queue_size=1, buff_size=BUFF_SIZE)
+            depth_sub = message_filters.Subscriber("camera/depth/image_raw", Image, queue_size=1,
+                                                   buff_size=BUFF_SIZE)
+            self._sync = message_filters.TimeSynchronizer([image_sub, depth_sub], queue_size=5)
+            self._sync.registerCallback(self._on_image_pair)
+        else:
+            rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
+        self._worker = threading.Thread(target=self._run, name="depth_inference", daemon=True)
+        self._next_stats = time.monotonic() + config.stats_period
+
+    # ---------------------------------------------------------------- callbacks (never block)
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_image(self, msg: Image) -> None:
+        self.counters.frames_in += 1
+        self.slot.put(_Pending(msg, None, time.time()))
+
+    def _on_image_pair(self, image: Image, gt_depth: Image) -> None:
+        self.counters.frames_in += 1
+        self.slot.put(_Pending(image, gt_depth, time.time()))
+
+    # ---------------------------------------------------------------- worker
+    def start(self) -> None:
+        self._worker.start()
+        rospy.on_shutdown(self.slot.close)
+
+    def _run(self) -> None:
+        while not rospy.is_shutdown():
+            pending = self.slot.take(timeout=0.5)
+            if pending is None:
+                continue
+            try:
+                self.process(pending)
+            except BadInputError as exc:
+                self.counters.rejected += 1
+                rospy.logwarn_throttle(MODEL_NOTE_PERIOD, f"skipping frame: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one bad frame must never kill the node
+                self.counters.failed += 1
+                rospy.logerr_throttle(MODEL_NOTE_PERIOD, f"frame failed ({type(exc).__name__}): {exc}")
+            self._maybe_log_stats()
+
+    def process(self, pending: _Pending) -> None:
+        """Convert, infer, build and publish the outputs of one frame."""
+        start = time.perf_counter()
+        msg = pending.image
+        rgb = conversions.image_to_rgb(msg)  # (H, W, 3) uint8
+        stamp = msg.header.stamp.to_sec()
+        self._check_continuity(stamp, (rgb.shape[1], rgb.shape[0]))
+        intrinsics = self._intrinsics_for(rgb.shape[1], rgb.shape[0])
+        gt = conversions.image_to_depth(pending.gt_depth) if pending.gt_depth is not None else None
+        frame = Frame(rgb=rgb, stamp=stamp, frame_id=msg.header.frame_id, intrinsics=intrinsics,
+                      gt_depth=gt, sequence=msg.header.seq)
+        if not self._warmed_up:
+            seconds = self.estimator.warm_up(rgb.shape[1], rgb.shape[0])
+            rospy.loginfo(f"{self.estimator.name}: warm-up (compile) took {seconds:.1f} s")
+            self._warmed_up = True
+            start = time.perf_counter()
+
+        model_start = time.perf_counter()
+        prediction = self.estimator.predict(frame)
+        model_end = time.perf_counter()
+
+        products = make_products(rgb, prediction, intrinsics, self.config)
+        header = copy.deepcopy(msg.header)
+        if self.config.optical_frame_id:
+            header.frame_id = self.config.optical_frame_id
+        self.pub_depth.publish(conversions.depth_to_image(products.depth, header))
+        if products.colored is not None:
+            self.pub_colored.publish(conversions.bgr_to_image(products.colored, header))
+        if products.intrinsics is not None:
+            self.pub_info.publish(conversions.camera_info_from_intrinsics(products.intrinsics, header))
+        if products.cloud is not None:
+            self.pub_points.publish(conversions.cloud_to_msg(products.cloud, header))
+        end = time.perf_counter()
+
+        counters = self.counters
+        counters.frames_out += 1
+        model_ms = (model_end - model_start) * 1e3
+        overhead_ms = ((model_start - start) + (end - model_end)) * 1e3
+        latency_ms = max(0.0, time.time() - stamp) * 1e3 if stamp > 0 else (end - start) * 1e3
+        counters.window += 1
+        counters.model_sum += model_ms
+        counters.overhead_sum += overhead_ms
+        counters.latency_sum += latency_ms
+        info = DepthInfo(header=header, model=self.estimator.name, depth_kind=int(products.kind),
+                         scale=products.scale, shift=products.shift, denoising_steps=prediction.steps,
+                         warm_start=prediction.warm_start, warm=prediction.warm,
+                         model_latency_ms=model_ms, overhead_ms=overhead_ms, latency_ms=latency_ms,
+                         frames_in=counters.frames_in, frames_out=counters.frames_out,
+                         frames_dropped=self.slot.dropped_count, frames_rejected=counters.rejected)
+        self.pub_depth_info.publish(info)
+
+    def _check_continuity(self, stamp: float, size: tuple[int, int]) -> None:
+        """Reset the estimator's temporal state on a backwards time jump or a size change."""
+        if self._last_stamp is not None and stamp < self._last_stamp - self.config.time_jump_tolerance:
+            rospy.logwarn(f"time jumped backwards by {self._last_stamp - stamp:.3f} s (bag loop?): "
+                          f"resetting {self.estimator.name}")
+            self._reset()
+        if self._last_size is not None and size != self._last_size:
+            rospy.logwarn(f"image size changed {self._last_size[0]}x{self._last_size[1]} -> "
+                          f"{size[0]}x{size[1]}: resetting {self.estimator.name}")
+            self._reset()
+        self._last_stamp, self._last_size = stamp, size
+
+    def _reset(self) -> None:
+        self.counters.resets += 1
+        self.estimator.reset()
+
+    def _intrinsics_for(self, width: int, height: int) -> Optional[Intrinsics]:
+        """Intrinsics matching the image, or None (no cloud) with a throttled warning saying why."""
+        info = self._camera_info
+        if info is None:
+            rospy.logwarn_throttle(MODEL_NOTE_PERIOD, "no camera_info received yet on "
+                                   f"{rospy.resolve_name('camera/rgb/camera_info')}: publishing depth "
+                                   "without point cloud")
+            return None
+        try:
+            intrinsics = conversions.intrinsics_from_camera_info(info)
+        except BadInputError as exc:
+            rospy.logwarn_throttle(MODEL_NOTE_PERIOD, f"ignoring camera_info: {exc}")
+            return None
+        if intrinsics.size == (width, height):
+            return intrinsics
+        if intrinsics.same_aspect(width, height):
+            if not self._warned_scaled_info:
+                rospy.logwarn(f"camera_info is {intrinsics.width}x{intrinsics.height} but images are "
+                              f"{width}x{height}: rescaling the intrinsics")
+                self._warned_scaled_info = True
+            return intrinsics.scaled_to(width, height)
+        rospy.logwarn_throttle(MODEL_NOTE_PERIOD, f"camera_info is {intrinsics.width}x{intrinsics.height}, "
+                               f"images {width}x{height} (other aspect ratio): no point cloud")
+        return None
+
+    def _maybe_log_stats(self) -> None:
+        if self.config.stats_period <= 0 or time.monotonic() < self._next_stats:
+            return
+        self._next_stats = time.monotonic() + self.config.stats_period
+        c = self.counters
+        n = max(c.window, 1)
+        rospy.loginfo(f"frames in {c.frames_in}, out {c.frames_out}, dropped {self.slot.dropped_count}, "
+                      f"rejected {c.rejected}, failed {c.failed}, resets {c.resets} | mean latency "
+                      f"{c.latency_sum / n:.1f} ms, model {c.model_sum / n:.1f} ms, overhead "
+                      f"{c.overhead_sum / n:.1f} ms over {c.window} frames")
+        c.window, c.latency_sum, c.model_sum, c.overhead_sum = 0, 0.0, 0.0, 0.0
+
+
+def main() -> None:
+    rospy.init_node("depth_node")
+    config = private_params_as(DepthNodeConfig)
+    try:
+        estimator = registry.create(config.model, config.estimator, config.device, config.mode)
+    except Exception as exc:  # noqa: BLE001 - report any construction failure clearly, then stop
+        rospy.logfatal(f"cannot create model '{config.model}': {exc}")
+        raise SystemExit(2) from None
+    node = DepthNode(estimator, config)
+    node.start()
+    rospy.loginfo(f"depth_node running model '{config.model}' ({estimator.kind.name})")
+    rospy.spin()
