@@ -1,0 +1,1 @@
+"""Offline evaluation: alignment, metrics, pairing by stamp, labeller, reports."""

@@ -1,0 +1,1 @@
+"""Depth estimators: one protocol, a lazy registry, the MindSpore device layer and the models."""
