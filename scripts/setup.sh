@@ -6,7 +6,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-WS="$ROOT/.ws"
+# The catkin workspace lives outside the repository (a workspace inside its own package makes rospack and
+# rosrun loop through the src/ symlink); one per checkout, keyed by its path.
+WS="$("$ROOT/scripts/workspace_path.sh")"
 WITH_REFERENCE=0
 [[ "${1:-}" == "--reference" ]] && WITH_REFERENCE=1
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }

@@ -1,7 +1,11 @@
-"""Shared pytest set-up: make src/ importable when the catkin workspace is not sourced."""
+"""Shared pytest set-up: make src/ importable when the catkin workspace is not sourced.
+
+With the workspace sourced, catkin's devel-space ``depth_ms`` package (which joins src/ and the
+generated ``depth_ms.msg``) must win, so src/ is only added as a fallback.
+"""
+import importlib.util
 import os
 import sys
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+if importlib.util.find_spec("depth_ms") is None:
+    sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))

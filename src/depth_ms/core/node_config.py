@@ -18,7 +18,8 @@ class DepthNodeConfig:
     cloud_stride: int = 1  # keep every n-th pixel in depth/points
     publish_cloud: bool = True
     publish_colored: bool = True
-    optical_frame_id: str = ""  # frame of depth/points; "" = the input image's frame (must be optical)
+    optical_frame_id: str = ""  # frame of every output; "" = the input image's frame (must be optical)
+    optical_parent_frame: str = ""  # if set, publish the static TF parent -> optical_frame_id (REP 103 rotation)
     metric_color_range: tuple[float, float] = (0.5, 40.0)  # metres mapped onto the colour map
     relative_display_range: tuple[float, float] = (1.0, 40.0)  # metres a relative map is stretched to for clouds
     min_depth: float = 0.2  # metres; closer metric values become NaN
@@ -42,5 +43,7 @@ class DepthNodeConfig:
                 raise ConfigError(f"{name} must satisfy 0 < near < far, got {[low, high]}")
         if not 0.0 <= self.min_depth < self.max_depth:
             raise ConfigError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.optical_parent_frame and not self.optical_frame_id:
+            raise ConfigError("optical_parent_frame needs optical_frame_id")
         if self.time_jump_tolerance < 0:
             raise ConfigError(f"time_jump_tolerance must be >= 0, got {self.time_jump_tolerance}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import message_filters
+import numpy as np
 import rospy
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -31,7 +32,7 @@ from . import conversions
 from .params import private_params_as
 
 BUFF_SIZE = 2 ** 26  # 64 MiB: rospy otherwise reads big images in small chunks and queues them (ros_comm #536)
-MODEL_NOTE_PERIOD = 10.0  # seconds between repeated warnings of the same kind
+NOTE_PERIOD = 10.0  # seconds before an identical warning is logged again
 
 
 @dataclass
@@ -84,8 +85,20 @@ class DepthNode:
             self._sync.registerCallback(self._on_image_pair)
         else:
             rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
+        if config.optical_parent_frame:
+            self._publish_optical_tf(config.optical_parent_frame, config.optical_frame_id)
         self._worker = threading.Thread(target=self._run, name="depth_inference", daemon=True)
         self._next_stats = time.monotonic() + config.stats_period
+
+    def _publish_optical_tf(self, parent: str, optical: str) -> None:
+        """Static parent -> optical transform (rpy -pi/2, 0, -pi/2: z forward, x right, y down)."""
+        import tf2_ros
+        from scipy.spatial.transform import Rotation
+
+        matrix = np.eye(4)
+        matrix[:3, :3] = Rotation.from_euler("xyz", [-np.pi / 2, 0.0, -np.pi / 2]).as_matrix()
+        self._tf_broadcaster = tf2_ros.StaticTransformBroadcaster()
+        self._tf_broadcaster.sendTransform(conversions.matrix_to_transform(matrix, parent, optical, rospy.Time.now()))
 
     # ---------------------------------------------------------------- callbacks (never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -113,10 +126,10 @@ class DepthNode:
                 self.process(pending)
             except BadInputError as exc:
                 self.counters.rejected += 1
-                rospy.logwarn_throttle(MODEL_NOTE_PERIOD, f"skipping frame: {exc}")
+                rospy.logwarn_throttle_identical(NOTE_PERIOD, f"skipping frame: {exc}")
             except Exception as exc:  # noqa: BLE001 - one bad frame must never kill the node
                 self.counters.failed += 1
-                rospy.logerr_throttle(MODEL_NOTE_PERIOD, f"frame failed ({type(exc).__name__}): {exc}")
+                rospy.logerr_throttle_identical(NOTE_PERIOD, f"frame failed ({type(exc).__name__}): {exc}")
             self._maybe_log_stats()
 
     def process(self, pending: _Pending) -> None:
@@ -190,14 +203,14 @@ class DepthNode:
         """Intrinsics matching the image, or None (no cloud) with a throttled warning saying why."""
         info = self._camera_info
         if info is None:
-            rospy.logwarn_throttle(MODEL_NOTE_PERIOD, "no camera_info received yet on "
+            rospy.logwarn_throttle_identical(NOTE_PERIOD, "no camera_info received yet on "
                                    f"{rospy.resolve_name('camera/rgb/camera_info')}: publishing depth "
                                    "without point cloud")
             return None
         try:
             intrinsics = conversions.intrinsics_from_camera_info(info)
         except BadInputError as exc:
-            rospy.logwarn_throttle(MODEL_NOTE_PERIOD, f"ignoring camera_info: {exc}")
+            rospy.logwarn_throttle_identical(NOTE_PERIOD, f"ignoring camera_info: {exc}")
             return None
         if intrinsics.size == (width, height):
             return intrinsics
@@ -207,7 +220,7 @@ class DepthNode:
                               f"{width}x{height}: rescaling the intrinsics")
                 self._warned_scaled_info = True
             return intrinsics.scaled_to(width, height)
-        rospy.logwarn_throttle(MODEL_NOTE_PERIOD, f"camera_info is {intrinsics.width}x{intrinsics.height}, "
+        rospy.logwarn_throttle_identical(NOTE_PERIOD, f"camera_info is {intrinsics.width}x{intrinsics.height}, "
                                f"images {width}x{height} (other aspect ratio): no point cloud")
         return None
 
