@@ -63,8 +63,10 @@ class Launched:
     def __init__(self, args: list[str], log_path: Path, env: dict | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
+        child_env = {key: value for key, value in os.environ.items()
+                     if not key.startswith("QT_QPA_")}  # set by pip's cv2 on import; breaks RViz's Qt
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **(env or {})})
+                                     env={**child_env, **(env or {})})
 
     def output(self) -> str:
         self._log.flush()
@@ -84,17 +86,31 @@ class Launched:
         self._log.close()
 
 
-@pytest.fixture
-def launch(roscore, tmp_path):
-    """launch(*args) starts ``roslaunch depth_ms <args>`` (or any command list); all stop at teardown."""
+def _launcher(log_dir: Path):
     started: list[Launched] = []
 
     def start(*args: str, command: list[str] | None = None, env: dict | None = None) -> Launched:
         cmd = command or ["roslaunch", "--wait", "depth_ms", *args]
-        item = Launched(cmd, tmp_path / f"launch{len(started)}.log", env)
+        item = Launched(cmd, log_dir / f"launch{len(started)}.log", env)
         started.append(item)
         return item
 
+    return start, started
+
+
+@pytest.fixture
+def launch(roscore, tmp_path):
+    """launch(*args) starts ``roslaunch depth_ms <args>`` (or any command list); all stop at teardown."""
+    start, started = _launcher(tmp_path)
+    yield start
+    for item in reversed(started):
+        item.stop()
+
+
+@pytest.fixture(scope="module")
+def module_launch(roscore, tmp_path_factory):
+    """Like ``launch``, shared by the tests of one module."""
+    start, started = _launcher(tmp_path_factory.mktemp("launch"))
     yield start
     for item in reversed(started):
         item.stop()

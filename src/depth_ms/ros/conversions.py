@@ -92,7 +92,8 @@ def cloud_to_msg(cloud: np.ndarray, header) -> PointCloud2:
     """Organised (H, W) XYZRGB_DTYPE array -> PointCloud2 in one copy.
 
     Written here rather than with ``sensor_msgs.point_cloud2.create_cloud`` because that packs one
-    point at a time with struct (about 1 s for 848x480); ros_numpy is not packaged for Debian.
+    point at a time with struct (about 110 ms for 848x480 here, more than this node's whole per-frame
+    overhead; see bench/node_overhead.py); ros_numpy is not packaged for Debian.
     """
     if cloud.dtype != XYZRGB_DTYPE or cloud.ndim != 2:
         raise ValueError(f"expected an (H, W) array of {XYZRGB_DTYPE}, got {cloud.dtype} {cloud.shape}")
@@ -169,6 +170,15 @@ def matrix_to_transform(matrix: np.ndarray, parent: str, child: str, stamp) -> T
     msg.transform.translation.z = pose.position.z
     msg.transform.rotation = pose.orientation
     return msg
+
+
+def transform_to_matrix(msg: TransformStamped) -> np.ndarray:
+    """TransformStamped (child pose in parent) -> 4x4 transform."""
+    t, q = msg.transform.translation, msg.transform.rotation
+    matrix = np.eye(4)
+    matrix[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    matrix[:3, 3] = t.x, t.y, t.z
+    return matrix
 
 
 def matrix_to_pose_stamped(matrix: np.ndarray, frame_id: str, stamp) -> PoseStamped:

@@ -29,11 +29,10 @@ class SimMessages:
 
     def static_transforms(self, stamp: rospy.Time) -> TFMessage:
         """base_link -> camera_link -> optical frame (fixed mount)."""
-        frame = self.simulator.render_pose_only(0)
+        sim = self.simulator
         return TFMessage(transforms=[
-            conversions.matrix_to_transform(frame.T_base_camera, self.frames.base, self.frames.camera, stamp),
-            conversions.matrix_to_transform(frame.T_camera_optical, self.frames.camera, self.frames.optical,
-                                            stamp),
+            conversions.matrix_to_transform(sim.T_base_camera, self.frames.base, self.frames.camera, stamp),
+            conversions.matrix_to_transform(sim.T_camera_optical, self.frames.camera, self.frames.optical, stamp),
         ])
 
     def frame_messages(self, frame: SimFrame, stamp: rospy.Time, seq: int = 0) -> Iterator[tuple[str, object]]:
