@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 import message_filters
-import numpy as np
 import rospy
+import tf2_ros
 from sensor_msgs.msg import CameraInfo, Image
 
 from depth_ms.core.image_ops import BadInputError
 from depth_ms.core.latest_slot import LatestOnlySlot
 from depth_ms.core.node_config import DepthNodeConfig
 from depth_ms.core.products import make_products
+from depth_ms.core.transforms import optical_in_camera
 from depth_ms.core.types import Frame, Intrinsics
 from depth_ms.models import registry
 from depth_ms.models.base import DepthEstimator
@@ -92,13 +93,9 @@ class DepthNode:
 
     def _publish_optical_tf(self, parent: str, optical: str) -> None:
         """Static parent -> optical transform (rpy -pi/2, 0, -pi/2: z forward, x right, y down)."""
-        import tf2_ros
-        from scipy.spatial.transform import Rotation
-
-        matrix = np.eye(4)
-        matrix[:3, :3] = Rotation.from_euler("xyz", [-np.pi / 2, 0.0, -np.pi / 2]).as_matrix()
         self._tf_broadcaster = tf2_ros.StaticTransformBroadcaster()
-        self._tf_broadcaster.sendTransform(conversions.matrix_to_transform(matrix, parent, optical, rospy.Time.now()))
+        self._tf_broadcaster.sendTransform(
+            conversions.matrix_to_transform(optical_in_camera(), parent, optical, rospy.Time.now()))
 
     # ---------------------------------------------------------------- callbacks (never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:

@@ -7,12 +7,13 @@ from typing import Optional
 
 import numpy as np
 
+from depth_ms.core.transforms import optical_in_camera
 from depth_ms.core.types import Frame, Intrinsics
 
 from .config import SimConfig
 from .flight_path import FlightPath
 from .renderer import Renderer
-from .rig import camera_in_base, optical_in_camera
+from .rig import camera_in_base
 from .shading import Lighting
 from .world import World
 

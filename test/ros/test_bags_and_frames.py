@@ -1,0 +1,64 @@
+"""sim_record bags read by the real rosbag tools; PX4-style optical TF; strict parameters."""
+import subprocess
+
+import numpy as np
+import pytest
+import rosbag
+import tf2_ros
+
+from depth_ms.ros import conversions
+
+from conftest import wait_for
+
+SIM_TOPICS = ["/camera/rgb/image_raw", "/camera/rgb/camera_info", "/camera/depth/image_raw",
+              "/camera/depth/camera_info", "/mavros/local_position/pose", "/tf", "/tf_static"]
+
+
+def test_sim_record_writes_a_bag_rosbag_info_lists(tmp_path):
+    bag_path = tmp_path / "flight.bag"
+    result = subprocess.run(["rosrun", "depth_ms", "sim_record", "--frames", "6", "--output", str(bag_path),
+                             "--set", "width=64", "--set", "height=48"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    info = subprocess.run(["rosbag", "info", "--yaml", str(bag_path)], capture_output=True, text=True, check=True)
+    for topic in SIM_TOPICS:
+        assert f"topic: {topic}" in info.stdout, topic
+    with rosbag.Bag(str(bag_path)) as bag:
+        counts = {topic: bag.get_message_count(topic) for topic in SIM_TOPICS}
+        assert counts == {**{t: 6 for t in SIM_TOPICS}, "/tf_static": 1}
+        stamps = [msg.header.stamp.to_sec() for _, msg, _ in bag.read_messages("/camera/depth/image_raw")]
+        depth_msg = next(msg for _, msg, _ in bag.read_messages("/camera/depth/image_raw"))
+    np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-6)  # 10 Hz default
+    depth = conversions.image_to_depth(depth_msg)
+    assert depth.shape == (48, 64) and depth_msg.encoding == "32FC1"
+    assert np.isnan(depth).any() and np.nanmin(depth) >= 0.2  # sky is NaN, nothing closer than min range
+
+
+def test_sim_record_rejects_unknown_key_by_name(tmp_path):
+    result = subprocess.run(["rosrun", "depth_ms", "sim_record", "--output", str(tmp_path / "x.bag"),
+                             "--set", "widht=64"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "'widht'" in result.stderr
+    assert not (tmp_path / "x.bag").exists()
+
+
+def test_unknown_node_parameter_stops_the_node_naming_it(roscore):
+    result = subprocess.run(["rosrun", "depth_ms", "depth_node", "_cloud_strid:=2", "__name:=strict_check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "'cloud_strid'" in result.stdout + result.stderr
+
+
+def test_px4_mode_publishes_optical_frame_transform(rosnode, launch):
+    """PX4 SITL stamps images camera_link: the node can publish camera_link -> camera_link_optical itself."""
+    launch(command=["rosrun", "depth_ms", "depth_node", "_optical_frame_id:=camera_link_optical",
+                    "_optical_parent_frame:=camera_link", "_stats_period:=0"])
+    buffer = tf2_ros.Buffer()
+    listener = tf2_ros.TransformListener(buffer)
+    wait_for(lambda: buffer.can_transform("camera_link", "camera_link_optical", rosnode.Time(0)), 30,
+             message="static optical transform")
+    matrix = conversions.transform_to_matrix(buffer.lookup_transform("camera_link", "camera_link_optical",
+                                                                     rosnode.Time(0)))
+    listener.unregister()
+    # optical z (forward) is camera_link x, optical x (right) is -y (left), optical y (down) is -z (up)
+    np.testing.assert_allclose(matrix[:3, 2], [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(matrix[:3, 0], [0, -1, 0], atol=1e-6)
+    np.testing.assert_allclose(matrix[:3, 1], [0, 0, -1], atol=1e-6)
