@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
+ROSCORE_PARAMS = {"/run_id", "/rosdistro", "/rosversion"}
 
 
 def _free_port() -> int:
@@ -39,7 +40,8 @@ def roscore(tmp_path_factory):
                             start_new_session=True)
     import rosgraph
     deadline = time.time() + 30
-    while not rosgraph.is_master_online():
+    # roscore sets /run_id just after the master answers; roslaunch needs it, so wait for both
+    while not (rosgraph.is_master_online() and "/run_id" in _param_names()):
         if time.time() > deadline or proc.poll() is not None:
             raise RuntimeError("roscore did not start")
         time.sleep(0.2)
@@ -86,6 +88,22 @@ class Launched:
         self._log.close()
 
 
+def _forget_new_params(before: set[str]) -> None:
+    """Delete parameters set since ``before`` (rosrun's ``_param:=`` values outlive their node)."""
+    import rosgraph
+    master = rosgraph.Master("/depth_ms_test_cleanup")
+    for name in set(master.getParamNames()) - before - ROSCORE_PARAMS:
+        try:
+            master.deleteParam(name)
+        except rosgraph.masterapi.Error:
+            pass  # already removed with its namespace
+
+
+def _param_names() -> set[str]:
+    import rosgraph
+    return set(rosgraph.Master("/depth_ms_test_cleanup").getParamNames())
+
+
 def _launcher(log_dir: Path):
     started: list[Launched] = []
 
@@ -101,19 +119,23 @@ def _launcher(log_dir: Path):
 @pytest.fixture
 def launch(roscore, tmp_path):
     """launch(*args) starts ``roslaunch depth_ms <args>`` (or any command list); all stop at teardown."""
+    params_before = _param_names()
     start, started = _launcher(tmp_path)
     yield start
     for item in reversed(started):
         item.stop()
+    _forget_new_params(params_before)
 
 
 @pytest.fixture(scope="module")
 def module_launch(roscore, tmp_path_factory):
     """Like ``launch``, shared by the tests of one module."""
+    params_before = _param_names()
     start, started = _launcher(tmp_path_factory.mktemp("launch"))
     yield start
     for item in reversed(started):
         item.stop()
+    _forget_new_params(params_before)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition") -> None:

@@ -40,11 +40,12 @@ def test_sim_record_rejects_unknown_key_by_name(tmp_path):
     assert not (tmp_path / "x.bag").exists()
 
 
-def test_unknown_node_parameter_stops_the_node_naming_it(roscore):
-    result = subprocess.run(["rosrun", "depth_ms", "depth_node", "_cloud_strid:=2", "__name:=strict_check"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "'cloud_strid'" in result.stdout + result.stderr
+def test_unknown_node_parameter_stops_the_node_naming_it(launch):
+    proc = launch(command=["rosrun", "depth_ms", "depth_node", "_cloud_strid:=2", "__name:=strict_check"])
+    proc.proc.wait(timeout=60)
+    output = proc.output()
+    assert proc.proc.returncode != 0
+    assert "'cloud_strid'" in output
 
 
 def test_px4_mode_publishes_optical_frame_transform(rosnode, launch):
