@@ -45,7 +45,8 @@ install_requirements() {  # $1 = requirements file; reinstalls only when the fil
     say "$1 already installed"
   else
     say "pip install -r $1"
-    "${PIP[@]}" -r "$file"
+    # pip warns once per package about this machine's missing local index folders; keep real errors
+    "${PIP[@]}" -r "$file" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     cp "$file" "$stamp"
   fi
 }
