@@ -76,8 +76,7 @@ def run(frames: int) -> None:
             stamp = rospy.Time.from_sec(1000.0 * (run_index + 1) + index * 0.1)  # never backwards
             topic_msgs = dict(messages.frame_messages(sim.render(index), stamp, seq=index))
             node._camera_info = topic_msgs["/camera/rgb/camera_info"]
-            pendings.append(_Pending(topic_msgs["/camera/rgb/image_raw"], topic_msgs["/camera/depth/image_raw"],
-                                     time.time()))
+            pendings.append(_Pending(topic_msgs["/camera/rgb/image_raw"], topic_msgs["/camera/depth/image_raw"]))
         for pending in pendings[:5]:  # warm-up: first publishes set up connections
             node.process(pending)
         overheads, models = [], []  # per frame, from the node's own stage timers

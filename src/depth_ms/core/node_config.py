@@ -26,6 +26,7 @@ class DepthNodeConfig:
     max_depth: float = 65.535  # metres; farther metric values become NaN
     time_jump_tolerance: float = 0.5  # seconds a stamp may go back before the estimator is reset
     stats_period: float = 5.0  # seconds between status log lines (0 = never)
+    warm_up_size: tuple[int, int] = (0, 0)  # (w, h) to compile the model at start-up; (0, 0) = on the first frame
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
@@ -45,5 +46,7 @@ class DepthNodeConfig:
             raise ConfigError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
         if self.optical_parent_frame and not self.optical_frame_id:
             raise ConfigError("optical_parent_frame needs optical_frame_id")
+        if min(self.warm_up_size) < 0:
+            raise ConfigError(f"warm_up_size must be >= 0, got {list(self.warm_up_size)}")
         if self.time_jump_tolerance < 0:
             raise ConfigError(f"time_jump_tolerance must be >= 0, got {self.time_jump_tolerance}")

@@ -39,8 +39,7 @@ NOTE_PERIOD = 10.0  # seconds before an identical warning is logged again
 @dataclass
 class _Pending:
     image: Image
-    gt_depth: Optional[Image]
-    received: float  # wall clock
+    gt_depth: Optional[Image]  # paired by exact stamp, only for estimators that need ground truth
 
 
 @dataclass
@@ -103,18 +102,27 @@ class DepthNode:
 
     def _on_image(self, msg: Image) -> None:
         self.counters.frames_in += 1
-        self.slot.put(_Pending(msg, None, time.time()))
+        self.slot.put(_Pending(msg, None))
 
     def _on_image_pair(self, image: Image, gt_depth: Image) -> None:
         self.counters.frames_in += 1
-        self.slot.put(_Pending(image, gt_depth, time.time()))
+        self.slot.put(_Pending(image, gt_depth))
 
     # ---------------------------------------------------------------- worker
     def start(self) -> None:
         self._worker.start()
         rospy.on_shutdown(self.slot.close)
 
+    def _warm_up(self, width: int, height: int) -> None:
+        """Compile / first-run the model once, before it meets frames (frames meanwhile are dropped)."""
+        seconds = self.estimator.warm_up(width, height)
+        rospy.loginfo(f"{self.estimator.name}: warm-up (compile) at {width}x{height} took {seconds:.1f} s")
+        self._warmed_up = True
+
     def _run(self) -> None:
+        width, height = self.config.warm_up_size
+        if width > 0 and height > 0:
+            self._warm_up(width, height)
         while not rospy.is_shutdown():
             pending = self.slot.take(timeout=0.5)
             if pending is None:
@@ -141,9 +149,7 @@ class DepthNode:
         frame = Frame(rgb=rgb, stamp=stamp, frame_id=msg.header.frame_id, intrinsics=intrinsics,
                       gt_depth=gt, sequence=msg.header.seq)
         if not self._warmed_up:
-            seconds = self.estimator.warm_up(rgb.shape[1], rgb.shape[0])
-            rospy.loginfo(f"{self.estimator.name}: warm-up (compile) took {seconds:.1f} s")
-            self._warmed_up = True
+            self._warm_up(rgb.shape[1], rgb.shape[0])
             start = time.perf_counter()
 
         model_start = time.perf_counter()
@@ -167,7 +173,7 @@ class DepthNode:
         counters.frames_out += 1
         model_ms = (model_end - model_start) * 1e3
         overhead_ms = ((model_start - start) + (end - model_end)) * 1e3
-        latency_ms = max(0.0, time.time() - stamp) * 1e3 if stamp > 0 else (end - start) * 1e3
+        latency_ms = max(0.0, (rospy.Time.now() - msg.header.stamp).to_sec()) * 1e3  # ROS clock: sim time too
         counters.window += 1
         counters.model_sum += model_ms
         counters.overhead_sum += overhead_ms
