@@ -102,6 +102,15 @@ def load_yaml(path: str | Path) -> dict:
     return dict(data)
 
 
+def load_config(cls: Type[T], source: str | Path | Mapping[str, Any] | None = None) -> T:
+    """``cls`` from a YAML file path or a mapping (None = defaults); ConfigError names bad keys."""
+    if source is None:
+        return from_dict(cls, {})
+    if isinstance(source, Mapping):
+        return from_dict(cls, source)
+    return from_dict(cls, load_yaml(source))
+
+
 def to_dict(obj: Any) -> dict:
     """Dataclass to plain dict (tuples become lists, so YAML round-trips)."""
     def plain(value):

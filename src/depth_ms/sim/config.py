@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
 
-from depth_ms.core.config import ConfigError, from_dict, load_yaml
+from depth_ms.core.config import ConfigError, load_config
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -158,10 +158,4 @@ class SimConfig:
 
 def load_sim_config(source: Union[str, Path, Mapping[str, Any], None] = None) -> SimConfig:
     """SimConfig from a YAML file path or a mapping (None = defaults); raises ConfigError naming bad keys."""
-    if source is None:
-        data: Mapping[str, Any] = {}
-    elif isinstance(source, Mapping):
-        data = source
-    else:
-        data = load_yaml(source)
-    return from_dict(SimConfig, data)
+    return load_config(SimConfig, source)
