@@ -111,6 +111,29 @@ def load_config(cls: Type[T], source: str | Path | Mapping[str, Any] | None = No
     return from_dict(cls, load_yaml(source))
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """Command-line ``["width=640", "world.buildings=5"]`` -> nested dict with YAML-typed values."""
+    result: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return result
+
+
+def merge_dicts(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict:
+    """``base`` updated recursively with ``extra`` (neither is modified)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = merge_dicts(merged.get(key, {}), value) if isinstance(value, Mapping) else value
+    return merged
+
+
 def to_dict(obj: Any) -> dict:
     """Dataclass to plain dict (tuples become lists, so YAML round-trips)."""
     def plain(value):

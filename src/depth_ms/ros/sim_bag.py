@@ -12,35 +12,12 @@ from pathlib import Path
 
 import rosbag
 import rospy
-import yaml
 from tqdm import tqdm
 
-from depth_ms.core.config import ConfigError, load_yaml
+from depth_ms.core.config import ConfigError, load_yaml, merge_dicts, parse_overrides
 from depth_ms.sim import DroneSimulator, load_sim_config
 
 from . import sim_messages
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """["width=640", "path.radius=20"] -> nested dict with YAML-typed values."""
-    result: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got '{pair}'")
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return result
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) else value
-    return merged
 
 
 def write_sim_bag(simulator: DroneSimulator, output: str | Path, frames: int, start_time: float = 1.0e9,
@@ -72,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rospy.myargv(argv if argv is not None else sys.argv)[1:])
     try:
         base = load_yaml(args.config) if args.config else {}
-        config = load_sim_config(_merge(base, parse_overrides(args.set)))
+        config = load_sim_config(merge_dicts(base, parse_overrides(args.set)))
     except ConfigError as exc:
         print(f"sim_record: {exc}", file=sys.stderr)
         return 2
