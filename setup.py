@@ -8,6 +8,8 @@ setup(**generate_distutils_setup(
         "depth_ms.core",
         "depth_ms.sim",
         "depth_ms.models",
+        "depth_ms.models.marigold",
+        "depth_ms.models.midas",
         "depth_ms.evaluation",
         "depth_ms.ros",
     ],

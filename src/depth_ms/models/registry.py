@@ -9,6 +9,12 @@ from .base import DepthEstimator, EstimatorError
 # name -> "module:factory"; a factory takes (options mapping, device, mode) and returns a DepthEstimator.
 _FACTORIES: dict[str, str] = {
     "oracle": "depth_ms.models.oracle:create",
+    "marigold": "depth_ms.models.marigold.estimator:create",
+    "marigold_lcm": "depth_ms.models.marigold.estimator:create_lcm",
+    "midas": "depth_ms.models.midas.estimator:create_midas_small",
+    "dpt_hybrid": "depth_ms.models.midas.estimator:create_dpt_hybrid",
+    "dpt_large": "depth_ms.models.midas.estimator:create_dpt_large",
+    "depth_anything_v2_small": "depth_ms.models.midas.estimator:create_depth_anything_v2_small",
 }
 
 

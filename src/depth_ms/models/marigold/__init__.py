@@ -1,0 +1,1 @@
+"""Streaming Marigold on MindSpore: schedulers, checkpoint loading, engine, estimator."""
