@@ -1,0 +1,191 @@
+"""Marigold checkpoints from a local diffusers folder (``prs-eth/marigold-depth-v1-1`` layout), never a hub.
+
+:func:`check_folder` validates the layout up front and names the first missing or malformed file;
+:func:`load` builds the MindSpore parts through mindone (after the device layer is configured), reads
+the scheduler and prediction type from the folder, and computes the empty-prompt text embedding once.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from depth_ms.models import weights
+from depth_ms.models.base import EstimatorError
+
+from . import schedulers
+
+WEIGHT_FILES = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
+SUPPORTED_PREDICTIONS = ("depth", "disparity")
+
+
+class CheckpointError(EstimatorError):
+    """A checkpoint folder that cannot be used; the message names the path and what is wrong."""
+
+
+@dataclass
+class CheckpointInfo:
+    """What the folder says, read before any weights are loaded."""
+
+    path: str
+    prediction_type: str  # "depth" (affine-invariant depth) or "disparity"
+    default_steps: int
+    default_resolution: int
+    sampler: schedulers.Sampler
+    variants: dict  # part -> "" or "fp16" (which weight file exists)
+    vae_scale_factor: int
+    latent_channels: int
+    scaling_factor: float
+
+
+@dataclass
+class MarigoldParts:
+    """Loaded MindSpore modules plus what the engine needs from the folder."""
+
+    info: CheckpointInfo
+    unet: Any
+    vae: Any
+    text_embedding: Any  # mindspore Tensor (1, tokens, hidden): the empty prompt, computed at load
+    tiny_vae: Any = None  # AutoencoderTiny or None
+    tiny_scale_factor: int = 0
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"missing file {path}")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"malformed {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"malformed {path}: expected a JSON object")
+    return data
+
+
+def _weight_variant(folder: str, part: str) -> str:
+    """"" when ``<part>/<name>.safetensors`` exists, "fp16" for the published fp16 file, else an error."""
+    name = WEIGHT_FILES[part]
+    for variant in ("", "fp16"):
+        file = os.path.join(folder, part, f"{name}.{variant}.safetensors" if variant else f"{name}.safetensors")
+        if os.path.isfile(file):
+            return variant
+    for legacy in (f"{name}.bin", "pytorch_model.bin"):
+        if os.path.isfile(os.path.join(folder, part, legacy)):
+            raise CheckpointError(f"{os.path.join(folder, part, legacy)} is a PyTorch pickle; this loader reads "
+                                  f"safetensors only (missing {os.path.join(folder, part, name + '.safetensors')})")
+    raise CheckpointError(f"missing file {os.path.join(folder, part, name + '.safetensors')}")
+
+
+def check_folder(path: str) -> CheckpointInfo:
+    """Validate a Marigold depth folder without loading weights; errors name the missing/malformed file."""
+    path = weights.require(os.path.expanduser(path), "Marigold checkpoint folder")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path} is a file; a Marigold checkpoint is a folder (model_index.json, unet/, "
+                              f"vae/, scheduler/, text_encoder/, tokenizer/)")
+    index = _read_json(os.path.join(path, "model_index.json"))
+    prediction = index.get("prediction_type", "depth")
+    if prediction not in SUPPORTED_PREDICTIONS:
+        raise CheckpointError(f"{path}: model_index.json prediction_type is '{prediction}' (a "
+                              f"{index.get('_class_name', '?')} checkpoint); depth_ms runs depth checkpoints only")
+    sched_cfg = _read_json(os.path.join(path, "scheduler", "scheduler_config.json"))
+    try:
+        sampler = schedulers.from_config(sched_cfg)
+    except schedulers.SchedulerConfigError as exc:
+        raise CheckpointError(f"{os.path.join(path, 'scheduler', 'scheduler_config.json')}: {exc}") from exc
+    unet_cfg = _read_json(os.path.join(path, "unet", "config.json"))
+    vae_cfg = _read_json(os.path.join(path, "vae", "config.json"))
+    _read_json(os.path.join(path, "text_encoder", "config.json"))
+    latent = int(vae_cfg.get("latent_channels", 4))
+    if int(unet_cfg.get("in_channels", 0)) != 2 * latent:
+        raise CheckpointError(f"{os.path.join(path, 'unet', 'config.json')}: in_channels is "
+                              f"{unet_cfg.get('in_channels')}, Marigold's UNet takes {2 * latent} (RGB latent + "
+                              f"depth latent); is this a plain Stable Diffusion checkpoint?")
+    for file in TOKENIZER_FILES:
+        if not os.path.isfile(os.path.join(path, "tokenizer", file)):
+            raise CheckpointError(f"missing file {os.path.join(path, 'tokenizer', file)}")
+    variants = {part: _weight_variant(path, part) for part in WEIGHT_FILES}
+    return CheckpointInfo(path=path, prediction_type=prediction,
+                          default_steps=int(index.get("default_denoising_steps") or 4),
+                          default_resolution=int(index.get("default_processing_resolution") or 768),
+                          sampler=sampler, variants=variants,
+                          vae_scale_factor=2 ** (len(vae_cfg.get("block_out_channels", [0] * 4)) - 1),
+                          latent_channels=latent, scaling_factor=float(vae_cfg.get("scaling_factor", 0.18215)))
+
+
+def check_tiny_vae_folder(path: str) -> str:
+    """Validate an AutoencoderTiny (TAESD) folder; returns its path."""
+    path = weights.require(os.path.expanduser(path), "tiny VAE (TAESD) folder")
+    cfg = _read_json(os.path.join(path, "config.json"))
+    if cfg.get("_class_name", "AutoencoderTiny") != "AutoencoderTiny":
+        raise CheckpointError(f"{os.path.join(path, 'config.json')}: _class_name is '{cfg.get('_class_name')}', "
+                              f"expected AutoencoderTiny (TAESD)")
+    if not os.path.isfile(os.path.join(path, "diffusion_pytorch_model.safetensors")):
+        raise CheckpointError(f"missing file {os.path.join(path, 'diffusion_pytorch_model.safetensors')}")
+    return path
+
+
+def _from_pretrained(cls, folder: str, variant: str = "", dtype_key: str = "mindspore_dtype"):
+    """float32 model from a local folder (mindone.transformers names the dtype argument ``dtype``)."""
+    import mindspore as ms
+
+    kwargs = {"local_files_only": True, dtype_key: ms.float32}
+    if variant:
+        kwargs["variant"] = variant
+    model = cls.from_pretrained(folder, **kwargs)
+    model.set_train(False)
+    return model
+
+
+def empty_prompt_embedding(path: str, text_encoder) -> Any:
+    """CLIP embedding of the empty prompt (1, 2, hidden): BOS and EOS, no padding, as diffusers does."""
+    import mindspore as ms
+    from transformers import CLIPTokenizer  # pure-Python tokenizer: no torch
+
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(path, "tokenizer"), local_files_only=True)
+    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True).input_ids
+    out = text_encoder(ms.Tensor(np.asarray([ids], dtype=np.int32)))[0]  # (1, tokens, hidden)
+    return ms.Tensor(out.asnumpy())
+
+
+def load(path: str, tiny_vae: str = "") -> MarigoldParts:
+    """Load a checkpoint folder (and optionally a TAESD folder) as MindSpore modules.
+
+    The caller configures the device first (``mindspore_device.configure``).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: from_pretrained gets local paths only
+    info = check_folder(path)
+    tiny_path = check_tiny_vae_folder(tiny_vae) if tiny_vae else ""
+    from mindone.diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from mindone.transformers import CLIPTextModel
+
+    try:
+        unet = _from_pretrained(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
+        vae = _from_pretrained(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"])
+        text_encoder = _from_pretrained(CLIPTextModel, os.path.join(info.path, "text_encoder"),
+                                        info.variants["text_encoder"], "dtype")
+        text_embedding = empty_prompt_embedding(info.path, text_encoder)
+        del text_encoder  # used once
+        tiny = _from_pretrained(AutoencoderTiny, tiny_path) if tiny_path else None
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot load Marigold weights from {info.path}: {exc}") from exc
+    if tiny is not None and int(tiny.config.latent_channels) != info.latent_channels:
+        raise CheckpointError(f"{tiny_path}: {tiny.config.latent_channels} latent channels, the checkpoint's VAE "
+                              f"has {info.latent_channels}")
+    tiny_factor = 2 ** (len(tiny.config.encoder_block_out_channels) - 1) if tiny is not None else 0
+    if tiny is not None and tiny_factor != info.vae_scale_factor:
+        raise CheckpointError(f"{tiny_path}: downsamples by {tiny_factor}, the checkpoint's VAE by "
+                              f"{info.vae_scale_factor}")
+    return MarigoldParts(info=info, unet=unet, vae=vae, text_embedding=text_embedding, tiny_vae=tiny,
+                         tiny_scale_factor=tiny_factor)
+
+
+def describe(info: CheckpointInfo) -> Optional[str]:
+    """One line for logs."""
+    s = info.sampler
+    return (f"{os.path.basename(info.path.rstrip('/'))}: {s.kind} {s.prediction_type} {s.timestep_spacing}, "
+            f"default {info.default_steps} steps at {info.default_resolution} px, latents 1/{info.vae_scale_factor}")

@@ -1,0 +1,111 @@
+"""The ``marigold`` and ``marigold_lcm`` estimators: checkpoint + streaming engine behind the protocol."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from depth_ms.core.config import from_dict
+from depth_ms.core.types import DepthKind, DepthPrediction, Frame
+from depth_ms.models import mindspore_device, weights
+from depth_ms.models.base import EstimatorError
+
+
+@dataclass
+class MarigoldOptions:
+    """Estimator options (``~estimator`` of depth_node; README, 'Marigold')."""
+
+    checkpoint: str = ""  # diffusers folder; "" = <weights dir>/marigold-depth-v1-1 (LCM: ...-lcm-v1-0)
+    tiny_vae: str = ""  # AutoencoderTiny (TAESD) folder; "" = the checkpoint's full VAE
+    tiny_vae_side: str = "both"  # both | decode | encode: where the tiny VAE replaces the full one
+    steps: int = 0  # 0 = the checkpoint's default
+    processing_resolution: int = 0  # longer edge in pixels; 0 = the input size
+    warm_start: str = "none"  # none | blend | renoise | renoise_warp
+    warm_steps: int = 1
+    blend: float = 0.1
+    seed: int = 0
+    ensemble: int = 1
+    scene_cut: float = 0.25
+    warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
+
+
+class MarigoldEstimator:
+    """Affine-invariant depth (``AFFINE_DEPTH``, 0 near, 1 far) from a Marigold checkpoint, streamed."""
+
+    needs_ground_truth = False
+
+    def __init__(self, engine, name: str = "marigold") -> None:
+        self.engine = engine
+        self.name = name
+        info = engine.parts.info
+        self.kind = DepthKind.AFFINE_DISPARITY if info.prediction_type == "disparity" else DepthKind.AFFINE_DEPTH
+
+    def predict(self, frame: Frame) -> DepthPrediction:
+        result = self.engine.run(frame.rgb, frame)
+        opts = self.engine.options
+        return DepthPrediction(depth=result.depth, kind=self.kind, steps=result.steps,
+                               warm_start=opts.warm_start if opts.ensemble == 1 else f"ensemble{opts.ensemble}",
+                               warm=result.warm, uncertainty=result.uncertainty,
+                               extras=dict(cold_reason=result.reason, timings=result.timings))
+
+    def reset(self) -> None:
+        self.engine.reset()
+
+    def warm_up(self, width: int, height: int) -> float:
+        """Compile at this size (a cold and, with warm starts, a warm frame), then forget the frames."""
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        start = time.perf_counter()
+        self.engine.run(image)
+        if self.engine.options.warm_start != "none":
+            self.engine.run(image)
+        self.engine.reset()
+        return time.perf_counter() - start
+
+
+def _build(options: dict, device: str, mode: str, default_model: str, name: str) -> MarigoldEstimator:
+    opts = from_dict(MarigoldOptions, options, "estimator")
+    from .engine import EngineOptions
+
+    engine_opts = EngineOptions(**{f.name: getattr(opts, f.name) for f in fields(EngineOptions)})
+    try:
+        engine_opts.validate()
+    except ValueError as exc:
+        raise EstimatorError(f"estimator options: {exc}") from exc
+    checkpoint_path = weights.resolve(opts.checkpoint, default_model)
+    tiny_path = weights.resolve(opts.tiny_vae, "taesd") if opts.tiny_vae else ""
+    from .checkpoint import check_folder, check_tiny_vae_folder
+
+    check_folder(checkpoint_path)  # fail on a missing file before MindSpore starts
+    if tiny_path:
+        check_tiny_vae_folder(tiny_path)
+    # transformers (tokenizer, mindone's configs) imports PyTorch whenever it is installed; the product
+    # never needs it, so keep it out of the process unless something imported it already.
+    os.environ.setdefault("USE_TORCH", "0")
+    mindspore_device.configure(device, mode)
+    from .checkpoint import load
+    from .engine import MarigoldEngine
+
+    parts = load(checkpoint_path, tiny_path)
+    try:
+        engine = MarigoldEngine(parts, engine_opts)
+    except ValueError as exc:
+        raise EstimatorError(f"estimator options: {exc}") from exc
+    return MarigoldEstimator(engine, name)
+
+
+def create(options: dict, device: str = "cpu", mode: str = "pynative") -> MarigoldEstimator:
+    """Registry factory for ``marigold`` (v1-1 by default)."""
+    return _build(options, device, mode, "marigold", "marigold")
+
+
+def create_lcm(options: dict, device: str = "cpu", mode: str = "pynative") -> MarigoldEstimator:
+    """Registry factory for ``marigold_lcm`` (the LCM v1-0 checkpoint by default)."""
+    return _build(options, device, mode, "marigold_lcm", "marigold_lcm")
+
+
+def option_names() -> list[str]:
+    """Documented option names (README table, launch args)."""
+    return list(asdict(MarigoldOptions()))
