@@ -24,7 +24,8 @@ def _sample(latent: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndar
 def flow_to_previous(prev_grey: np.ndarray, grey: np.ndarray) -> np.ndarray:
     """(H, W, 2) flow from the current frame to the previous one (uint8 greys of equal size)."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    return dis.calc(grey, prev_grey, None)  # (H, W, 2): current pixel + flow = previous pixel
+    # (H, W, 2): current pixel + flow = previous pixel
+    return dis.calc(np.ascontiguousarray(grey), np.ascontiguousarray(prev_grey), None)
 
 
 def warp_by_flow(latent: np.ndarray, flow: np.ndarray) -> np.ndarray:
