@@ -61,12 +61,14 @@ def test_pose_warp_identity_and_rotation_only_need_no_depth():
 def test_ensemble_recovers_affine_members_and_flags_disagreement():
     rng = np.random.default_rng(0)
     truth = rng.random((20, 30))
-    members = np.stack([s * truth + t for s, t in ((1.0, 0.0), (2.0, 0.5), (0.5, -0.2), (1.5, 1.0))])
-    members[3, :5, :5] += 3.0  # one member disagrees in a corner
+    sigma = np.full((20, 30), 0.01)
+    sigma[:6, :6] = 0.2  # the members disagree in one corner
+    members = np.stack([s * (truth + sigma * rng.standard_normal(truth.shape)) + t
+                        for s, t in ((1.0, 0.0), (2.0, 0.5), (0.5, -0.2), (1.5, 1.0), (0.8, 0.1))])
     depth, mad = ensemble_depth(members)
     assert depth.min() == pytest.approx(0.0, abs=1e-6) and depth.max() == pytest.approx(1.0, abs=1e-6)
-    assert np.corrcoef(depth[5:, 5:].ravel(), truth[5:, 5:].ravel())[0, 1] > 0.995  # outside the corner (2 BFGS steps, as Marigold)
-    assert mad[:5, :5].mean() > 5 * mad[10:, 10:].mean()
+    assert np.corrcoef(depth[6:, 6:].ravel(), truth[6:, 6:].ravel())[0, 1] > 0.99
+    assert mad[:6, :6].mean() > 5 * mad[6:, 6:].mean()
 
 
 def test_processing_size_and_padding_follow_diffusers():
