@@ -1,0 +1,70 @@
+"""drone_depth.launch model:=marigold with a real roscore, the simulator and a tiny random-weight checkpoint."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("diffusers") is None or importlib.util.find_spec("mindone") is None:
+    pytest.skip("needs mindone and the test-only diffusers to write a checkpoint", allow_module_level=True)
+
+from cv_bridge import CvBridge  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
+
+from depth_ms.msg import DepthInfo  # noqa: E402
+
+from conftest import wait_for  # noqa: E402
+from helpers import Recorder  # noqa: E402
+
+OUT = "/depth_node/depth/"
+TOPICS = {"/camera/rgb/image_raw": Image, OUT + "image": Image, OUT + "points": PointCloud2, OUT + "info": DepthInfo}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import sys
+    import os
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "models"))
+    from marigold_checkpoints import write_marigold_folder
+
+    path = tmp_path_factory.mktemp("weights") / "marigold-depth-v1-1"
+    write_marigold_folder(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stream(rosnode, module_launch, checkpoint):
+    rec = Recorder(TOPICS)
+    module_launch("drone_depth.launch", "model:=marigold", f"weights:={checkpoint}", "steps:=3",
+                  "warm_start:=renoise", "resolution:=64", "sim_width:=96", "sim_height:=72", "sim_rate:=5")
+    wait_for(lambda: len(rec.get(OUT + "info")) >= 6, 240, message="6 Marigold depth frames")
+    yield rec
+    rec.close()
+
+
+def test_first_frame_cold_then_warm_one_step(stream):
+    infos = stream.get(OUT + "info")
+    assert infos[0].model == "marigold" and infos[0].depth_kind == DepthInfo.AFFINE_DEPTH
+    assert (infos[0].warm, infos[0].denoising_steps) == (False, 3)
+    assert all(i.warm and i.denoising_steps == 1 and i.warm_start == "renoise" for i in infos[1:])
+    assert infos[-1].frames_rejected == 0
+
+
+def test_depth_is_relative_unit_range_at_input_size_with_input_header(stream):
+    bridge = CvBridge()
+    inputs = {m.header.stamp: m for m in stream.get("/camera/rgb/image_raw")}
+    msg = stream.get(OUT + "image")[-1]
+    depth = bridge.imgmsg_to_cv2(msg)
+    assert msg.encoding == "32FC1" and depth.shape == (72, 96)
+    assert np.isfinite(depth).all() and 0.0 <= depth.min() and depth.max() <= 1.0
+    assert msg.header.stamp in inputs and msg.header.frame_id == inputs[msg.header.stamp].header.frame_id
+    cloud = stream.get(OUT + "points")[-1]
+    assert (cloud.width, cloud.height) == (96, 72)
+
+
+def test_missing_weights_stop_the_node_with_the_path(rosnode, launch, tmp_path):
+    missing = tmp_path / "nowhere" / "marigold-depth-v1-1"
+    proc = launch(command=["rosrun", "depth_ms", "depth_node", "_model:=marigold",
+                           f"_estimator/checkpoint:={missing}"])
+    wait_for(lambda: not proc.alive(), 60, message="the node to stop")
+    assert proc.proc.returncode != 0
+    assert f"Marigold checkpoint folder not found: {missing}" in proc.output()
