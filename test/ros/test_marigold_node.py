@@ -68,3 +68,23 @@ def test_missing_weights_stop_the_node_with_the_path(rosnode, launch, tmp_path):
     wait_for(lambda: not proc.alive(), 60, message="the node to stop")
     assert proc.proc.returncode != 0
     assert f"Marigold checkpoint folder not found: {missing}" in proc.output()
+
+
+def test_labeller_scores_a_bag_with_streaming_marigold(checkpoint, tmp_path):
+    """Mode (b): Marigold runs over a simulator bag in order; affine depth is aligned before scoring."""
+    import json
+
+    from depth_ms.ros.label_bag import main
+    from depth_ms.ros.sim_bag import write_sim_bag
+    from depth_ms.sim import DroneSimulator, load_sim_config
+
+    bag = write_sim_bag(DroneSimulator(load_sim_config({"width": 64, "height": 48})), tmp_path / "f.bag", 5)
+    out = tmp_path / "labels"
+    options = f"{{checkpoint: '{checkpoint}', steps: 2, warm_start: renoise}}"
+    assert main(["label_bag", str(bag), "-o", str(out), "--model", "marigold", "--estimator", options, "--quiet",
+                 "--no-labels", "--set", "scoring.max_depth=100", "--set", "outputs.samples=1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["scored"] == 5
+    assert summary["alignment_applied"] == {"depth": 5}  # affine depth: least squares in depth space
+    metrics = summary["metrics"]
+    assert np.isfinite(metrics["abs_rel"]) and 0.0 < metrics["delta1"] <= 1.0
