@@ -164,6 +164,11 @@ def test_cold_reasons_size_scene_cut_and_reset(folders):
     est.reset()
     assert run(_image(32, 48)).reason == "reset"
     assert run(_image(32, 48, seed=3)).warm
+    predict = est.predict
+    assert predict(Frame(rgb=_image(32, 48), stamp=10.0)).warm
+    assert predict(Frame(rgb=_image(32, 48), stamp=10.1)).warm
+    back = predict(Frame(rgb=_image(32, 48), stamp=2.0))  # a bag loop
+    assert not back.warm and back.extras["cold_reason"] == "time_jump"
 
 
 def test_renoise_warp_uses_pose_or_flow(folders):

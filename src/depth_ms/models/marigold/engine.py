@@ -14,7 +14,8 @@ Warm-start schemes (``warm_start``):
   into the ``steps``-step schedule and run only the remaining ``warm_steps`` steps.
 - ``renoise_warp``: ``renoise`` after warping the previous latent into the current view, with the
   drone pose and the previous depth when the frame has a pose and intrinsics, else with optical flow.
-The first frame, and any frame after :meth:`reset`, a size change or a scene cut, is cold.
+The first frame, and any frame after :meth:`reset`, a size change, a gap of more than
+``max_frame_gap`` seconds between stamps (either direction: bag loops) or a scene cut, is cold.
 Ensemble mode (``ensemble > 1``, offline quality runs): that many cold members with different noise,
 aligned per member (scale, shift) and reduced by median; the uncertainty is the median absolute
 deviation.
@@ -49,6 +50,7 @@ class EngineOptions:
     ensemble: int = 1  # members per frame (> 1 disables warm starts)
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
+    max_frame_gap: float = 1.0  # seconds between frames (either direction) beyond which the next one is cold
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
 
     def validate(self) -> None:
@@ -72,7 +74,7 @@ class EngineResult:
     latent: np.ndarray  # (1, C, h, w) final depth latent
     steps: int
     warm: bool
-    reason: str  # why cold: "first", "reset", "size", "scene_cut", "disabled", or "" when warm
+    reason: str  # why cold: "first", "reset", "size", "time_jump", "scene_cut", "disabled"; "" when warm
     uncertainty: Optional[np.ndarray] = None
     timings: dict = field(default_factory=dict)  # seconds: encode, unet (all steps), decode, total
 
@@ -179,7 +181,9 @@ class MarigoldEngine:
         for index in range(start, len(timesteps)):
             t = ms.Tensor(np.array([timesteps[index]], dtype=np.int64))
             out = self.modules.denoise(image_t, self._tensor(latent), t, self.modules.text).asnumpy()
-            renoise = self.noise(latent.shape, noise_member + 7) if self.sampler.kind == "lcm" else None
+            # LCM re-noises between its steps with fresh noise each step (seeded, like everything here)
+            renoise = self.noise(latent.shape, 1000 + 100 * noise_member + index) if self.sampler.kind == "lcm" \
+                else None
             latent = self.sampler.step(out, timesteps, index, latent, renoise)  # (1, C, h, w)
         return latent
 
@@ -189,13 +193,16 @@ class MarigoldEngine:
 
     # ------------------------------------------------------------------------------------------ frames
 
-    def _cold_reason(self, size: tuple, thumb: np.ndarray) -> str:
+    def _cold_reason(self, size: tuple, thumb: np.ndarray, stamp: Optional[float]) -> str:
         if self.options.ensemble > 1 or self.options.warm_start == "none":
             return "disabled"
         if self._prev is None:
             return self._reset_reason
         if self._prev["size"] != size:
             return "size"
+        if stamp is not None and self._prev["stamp"] is not None \
+                and abs(stamp - self._prev["stamp"]) > self.options.max_frame_gap:
+            return "time_jump"
         if float(np.abs(thumb - self._prev["thumb"]).mean()) > self.options.scene_cut:
             return "scene_cut"
         return ""
@@ -238,7 +245,8 @@ class MarigoldEngine:
         image_latent = self.encode(image)  # (1, C, h, w)
         timings["encode"] = time.perf_counter() - t
         shape = image_latent.shape
-        reason = self._cold_reason((height, width), thumb)
+        stamp = None if frame is None else frame.stamp
+        reason = self._cold_reason((height, width), thumb, stamp)
         grey = None
         if self.options.warm_start == "renoise_warp":
             grey = (imaging.resize(rgb.transpose(2, 0, 1).astype(np.float32).mean(0, keepdims=True),
@@ -271,7 +279,7 @@ class MarigoldEngine:
         if uncertainty is not None:
             uncertainty = imaging.resize(uncertainty[None], height, width, antialias=False)[0]
         lat_h, lat_w = shape[-2:]
-        self._prev = dict(latent=latent, size=(height, width), thumb=thumb, grey=grey,
+        self._prev = dict(latent=latent, size=(height, width), thumb=thumb, grey=grey, stamp=stamp,
                           pose=None if frame is None else frame.pose_map_camera,
                           processing=depth_small.shape, padding=padding,
                           depth_small=imaging.resize(np.pad(depth_small, ((0, padding[0]), (0, padding[1])),

@@ -28,6 +28,7 @@ class MarigoldOptions:
     seed: int = 0
     ensemble: int = 1
     scene_cut: float = 0.25
+    max_frame_gap: float = 1.0
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
 
 
