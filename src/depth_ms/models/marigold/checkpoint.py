@@ -48,7 +48,7 @@ class MarigoldParts:
 
     info: CheckpointInfo
     unet: Any
-    vae: Any
+    vae: Any  # None when the tiny VAE does both sides
     text_embedding: Any  # mindspore Tensor (1, tokens, hidden): the empty prompt, computed at load
     tiny_vae: Any = None  # AutoencoderTiny or None
     tiny_scale_factor: int = 0
@@ -152,10 +152,12 @@ def empty_prompt_embedding(path: str, text_encoder) -> Any:
     return ms.Tensor(out.asnumpy())
 
 
-def load(path: str, tiny_vae: str = "") -> MarigoldParts:
+def load(path: str, tiny_vae: str = "", full_vae: bool = True) -> MarigoldParts:
     """Load a checkpoint folder (and optionally a TAESD folder) as MindSpore modules.
 
-    The caller configures the device first (``mindspore_device.configure``).
+    ``full_vae=False`` (only with ``tiny_vae``) skips the checkpoint's VAE when the tiny one does
+    both encoding and decoding (330 MB less). The caller configures the device first
+    (``mindspore_device.configure``).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: from_pretrained gets local paths only
     info = check_folder(path)
@@ -165,7 +167,8 @@ def load(path: str, tiny_vae: str = "") -> MarigoldParts:
 
     try:
         unet = _from_pretrained(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
-        vae = _from_pretrained(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"])
+        vae = _from_pretrained(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"]) \
+            if full_vae or not tiny_path else None
         text_encoder = _from_pretrained(CLIPTextModel, os.path.join(info.path, "text_encoder"),
                                         info.variants["text_encoder"], "dtype")
         text_embedding = empty_prompt_embedding(info.path, text_encoder)

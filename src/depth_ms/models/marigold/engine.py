@@ -90,6 +90,8 @@ class _Modules:
         use_tiny = parts.tiny_vae is not None
         enc_vae = parts.tiny_vae if use_tiny and tiny_side in ("both", "encode") else parts.vae
         dec_vae = parts.tiny_vae if use_tiny and tiny_side in ("both", "decode") else parts.vae
+        if enc_vae is None or dec_vae is None:
+            raise ValueError(f"tiny_vae_side '{tiny_side}' needs the checkpoint's full VAE, which was not loaded")
         latent_c = info.latent_channels
         enc_tiny, dec_tiny = enc_vae is parts.tiny_vae, dec_vae is parts.tiny_vae
         enc_scale = float(enc_vae.config.scaling_factor) if enc_tiny else info.scaling_factor

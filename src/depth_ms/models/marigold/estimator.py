@@ -89,7 +89,7 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
     from .checkpoint import load
     from .engine import MarigoldEngine
 
-    parts = load(checkpoint_path, tiny_path)
+    parts = load(checkpoint_path, tiny_path, full_vae=not (tiny_path and opts.tiny_vae_side == "both"))
     try:
         engine = MarigoldEngine(parts, engine_opts)
     except ValueError as exc:
