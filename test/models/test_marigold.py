@@ -183,7 +183,9 @@ def test_renoise_warp_uses_pose_or_flow(folders):
     second = est.predict(Frame(rgb=_image(seed=1), stamp=0.1, intrinsics=k, pose_map_camera=moved))
     third = est.predict(Frame(rgb=_image(seed=2), stamp=0.2))  # no pose: optical flow
     assert not first.warm and second.warm and third.warm
-    assert second.warm_start == "renoise_warp" and second.steps == 1 and second.kind == DepthKind.AFFINE_DEPTH
+    assert first.warm_start == "renoise_warp" and second.warm_start == "renoise_warp:pose"
+    assert third.warm_start == "renoise_warp:flow"
+    assert second.steps == 1 and second.kind == DepthKind.AFFINE_DEPTH and est.uses_pose
     assert all(np.isfinite(p.depth).all() for p in (first, second, third))
 
 

@@ -63,3 +63,21 @@ def test_px4_mode_publishes_optical_frame_transform(rosnode, launch):
     np.testing.assert_allclose(matrix[:3, 2], [1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(matrix[:3, 0], [0, -1, 0], atol=1e-6)
     np.testing.assert_allclose(matrix[:3, 1], [0, 0, -1], atol=1e-6)
+
+
+def test_lookup_pose_reads_tf_at_the_stamp_and_says_none_without_it():
+    """conversions.lookup_pose on an offline tf2 buffer: interpolated pose, None for unknown frames."""
+    import rospy
+    import tf2_ros
+
+    from depth_ms.core.transforms import make_transform
+
+    buffer = tf2_ros.Buffer()
+    for sec, x in ((1.0, 0.0), (2.0, 2.0)):
+        msg = conversions.matrix_to_transform(make_transform(np.eye(3), [x, 0.0, 1.0]), "map", "cam",
+                                              rospy.Time.from_sec(sec))
+        buffer.set_transform(msg, "test")
+    pose = conversions.lookup_pose(buffer, "map", "cam", rospy.Time.from_sec(1.5), 0.0)
+    np.testing.assert_allclose(pose[:3, 3], [1.0, 0.0, 1.0])
+    assert conversions.lookup_pose(buffer, "map", "other", rospy.Time.from_sec(1.5), 0.0) is None
+    assert conversions.lookup_pose(buffer, "map", "cam", rospy.Time.from_sec(5.0), 0.0) is None

@@ -35,17 +35,18 @@ def checkpoint(tmp_path_factory):
 def stream(rosnode, module_launch, checkpoint):
     rec = Recorder(TOPICS)
     module_launch("drone_depth.launch", "model:=marigold", f"weights:={checkpoint}", "steps:=3",
-                  "warm_start:=renoise", "resolution:=64", "sim_width:=96", "sim_height:=72", "sim_rate:=5")
+                  "warm_start:=renoise_warp", "resolution:=64", "sim_width:=96", "sim_height:=72", "sim_rate:=5")
     wait_for(lambda: len(rec.get(OUT + "info")) >= 6, 240, message="6 Marigold depth frames")
     yield rec
     rec.close()
 
 
-def test_first_frame_cold_then_warm_one_step(stream):
+def test_first_frame_cold_then_warm_one_step_warped_by_the_tf_pose(stream):
     infos = stream.get(OUT + "info")
     assert infos[0].model == "marigold" and infos[0].depth_kind == DepthInfo.AFFINE_DEPTH
     assert (infos[0].warm, infos[0].denoising_steps) == (False, 3)
-    assert all(i.warm and i.denoising_steps == 1 and i.warm_start == "renoise" for i in infos[1:])
+    # the node looked up map -> camera_link_optical at each image stamp and the engine warped with it
+    assert all(i.warm and i.denoising_steps == 1 and i.warm_start == "renoise_warp:pose" for i in infos[1:])
     assert infos[-1].frames_rejected == 0
 
 

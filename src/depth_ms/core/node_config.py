@@ -27,6 +27,8 @@ class DepthNodeConfig:
     time_jump_tolerance: float = 0.5  # seconds a stamp may go back before the estimator is reset
     stats_period: float = 5.0  # seconds between status log lines (0 = never)
     warm_up_size: tuple[int, int] = (0, 0)  # (w, h) to compile the model at start-up; (0, 0) = on the first frame
+    pose_frame: str = "map"  # fixed frame of the camera pose handed to estimators that use it ("" = none)
+    pose_timeout: float = 0.05  # seconds to wait for that TF at the image stamp
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""

@@ -1,7 +1,11 @@
 """ROS message <-> numpy conversions (cv_bridge for images, one bulk copy for clouds)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
+import rospy
+import tf2_ros
 from cv_bridge import CvBridge, CvBridgeError
 from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
 from scipy.spatial.transform import Rotation
@@ -179,6 +183,15 @@ def transform_to_matrix(msg: TransformStamped) -> np.ndarray:
     matrix[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
     matrix[:3, 3] = t.x, t.y, t.z
     return matrix
+
+
+def lookup_pose(buffer, fixed_frame: str, frame: str, stamp, timeout: float) -> Optional[np.ndarray]:
+    """4x4 pose of ``frame`` in ``fixed_frame`` at ``stamp`` from a tf2 buffer, or None when TF lacks it."""
+    try:
+        msg = buffer.lookup_transform(fixed_frame, frame, stamp, rospy.Duration(timeout))
+    except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException):
+        return None
+    return transform_to_matrix(msg)
 
 
 def matrix_to_pose_stamped(matrix: np.ndarray, frame_id: str, stamp) -> PoseStamped:

@@ -87,6 +87,10 @@ class DepthNode:
             rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
         if config.optical_parent_frame:
             self._publish_optical_tf(config.optical_parent_frame, config.optical_frame_id)
+        self._tf_buffer = None
+        if config.pose_frame and getattr(estimator, "uses_pose", False):
+            self._tf_buffer = tf2_ros.Buffer(cache_time=rospy.Duration(30))
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer)
         self._worker = threading.Thread(target=self._run, name="depth_inference", daemon=True)
         self._next_stats = time.monotonic() + config.stats_period
 
@@ -146,8 +150,13 @@ class DepthNode:
         self._check_continuity(stamp, (rgb.shape[1], rgb.shape[0]))
         intrinsics = self._intrinsics_for(rgb.shape[1], rgb.shape[0])
         gt = conversions.image_to_depth(pending.gt_depth) if pending.gt_depth is not None else None
+        pose = None
+        if self._tf_buffer is not None:  # camera pose for estimators that warp with it
+            pose = conversions.lookup_pose(self._tf_buffer, self.config.pose_frame,
+                                           self.config.optical_frame_id or msg.header.frame_id, msg.header.stamp,
+                                           self.config.pose_timeout)
         frame = Frame(rgb=rgb, stamp=stamp, frame_id=msg.header.frame_id, intrinsics=intrinsics,
-                      gt_depth=gt, sequence=msg.header.seq)
+                      pose_map_camera=pose, gt_depth=gt, sequence=msg.header.seq)
         if not self._warmed_up:
             self._warm_up(rgb.shape[1], rgb.shape[0])
             start = time.perf_counter()

@@ -74,6 +74,7 @@ class EngineResult:
     latent: np.ndarray  # (1, C, h, w) final depth latent
     steps: int
     warm: bool
+    motion: str  # renoise_warp: "pose" or "flow" (what moved the previous latent); else ""
     reason: str  # why cold: "first", "reset", "size", "time_jump", "scene_cut", "disabled"; "" when warm
     uncertainty: Optional[np.ndarray] = None
     timings: dict = field(default_factory=dict)  # seconds: encode, unet (all steps), decode, total
@@ -210,20 +211,21 @@ class MarigoldEngine:
         return ""
 
     def _warm_latent(self, latent_shape: tuple, frame: Optional[Frame], grey: np.ndarray) -> tuple:
-        """Initial latent and first schedule index for a warm frame."""
+        """Initial latent, schedule, first schedule index and motion source for a warm frame."""
         opts, prev = self.options, self._prev
         if opts.warm_start == "blend":
             timesteps = self.sampler.timesteps(opts.warm_steps)
             init = (1.0 - opts.blend) * self.noise(latent_shape) + opts.blend * prev["latent"]
-            return init.astype(np.float32), timesteps, 0
+            return init.astype(np.float32), timesteps, 0, ""
         timesteps = self.sampler.timesteps(self.steps)
         start = max(0, self.steps - opts.warm_steps)
-        previous = prev["latent"]
+        previous, motion = prev["latent"], ""
         if opts.warm_start == "renoise_warp":
-            previous = self._warp(previous, frame, grey)
-        return self.sampler.add_noise(previous, self.noise(latent_shape), int(timesteps[start])), timesteps, start
+            previous, motion = self._warp(previous, frame, grey)
+        init = self.sampler.add_noise(previous, self.noise(latent_shape), int(timesteps[start]))
+        return init, timesteps, start, motion
 
-    def _warp(self, latent: np.ndarray, frame: Optional[Frame], grey: np.ndarray) -> np.ndarray:
+    def _warp(self, latent: np.ndarray, frame: Optional[Frame], grey: np.ndarray) -> tuple[np.ndarray, str]:
         prev = self._prev
         have_pose = (frame is not None and frame.pose_map_camera is not None and prev.get("pose") is not None
                      and frame.intrinsics is not None and frame.intrinsics.is_valid())
@@ -232,8 +234,8 @@ class MarigoldEngine:
             near, far = self.options.warp_depth_range
             depth = near + (far - near) * prev["depth_small"]  # (h, w) metres, from the [0, 1] depth
             latent_k = _latent_intrinsics(frame.intrinsics, prev["processing"], prev["padding"], w, h)
-            return warping.warp_by_pose(latent, depth, latent_k, prev["pose"], frame.pose_map_camera)
-        return warping.warp_by_flow(latent, warping.flow_to_previous(prev["grey"], grey))
+            return warping.warp_by_pose(latent, depth, latent_k, prev["pose"], frame.pose_map_camera), "pose"
+        return warping.warp_by_flow(latent, warping.flow_to_previous(prev["grey"], grey)), "flow"
 
     def run(self, rgb: np.ndarray, frame: Optional[Frame] = None) -> EngineResult:
         """Depth for one image (uint8 (H, W, 3), grey or RGBA); ``frame`` supplies pose and intrinsics."""
@@ -255,7 +257,7 @@ class MarigoldEngine:
                                    image.shape[2] - padding[0], image.shape[3] - padding[1], True)[0]
                     ).clip(0, 255).astype(np.uint8)  # (ph, pw) grey at processing size for the flow
         t = time.perf_counter()
-        uncertainty = None
+        uncertainty, motion = None, ""
         if self.options.ensemble > 1:
             members = [self.denoise(image_latent, self.noise(shape, m), self.sampler.timesteps(self.steps),
                                     noise_member=m) for m in range(self.options.ensemble)]
@@ -270,7 +272,7 @@ class MarigoldEngine:
                 timesteps, start = self.sampler.timesteps(self.steps), 0
                 init = self.noise(shape)
             else:
-                init, timesteps, start = self._warm_latent(shape, frame, grey)
+                init, timesteps, start, motion = self._warm_latent(shape, frame, grey)
             latent = self.denoise(image_latent, init, timesteps, start)
             steps = len(timesteps) - start
             timings["unet"] = time.perf_counter() - t
@@ -288,7 +290,7 @@ class MarigoldEngine:
                                                             mode="edge")[None], lat_h, lat_w, True)[0])
         timings["total"] = time.perf_counter() - t0
         return EngineResult(depth=depth.astype(np.float32), latent=latent, steps=steps, warm=not reason,
-                            reason=reason, uncertainty=uncertainty, timings=timings)
+                            motion=motion, reason=reason, uncertainty=uncertainty, timings=timings)
 
 
 def _latent_intrinsics(k: Intrinsics, processing: tuple, padding: tuple, lat_w: int, lat_h: int) -> Intrinsics:

@@ -42,12 +42,15 @@ class MarigoldEstimator:
         self.name = name
         info = engine.parts.info
         self.kind = DepthKind.AFFINE_DISPARITY if info.prediction_type == "disparity" else DepthKind.AFFINE_DEPTH
+        self.uses_pose = engine.options.warm_start == "renoise_warp"  # the node then looks up the camera TF
 
     def predict(self, frame: Frame) -> DepthPrediction:
         result = self.engine.run(frame.rgb, frame)
         opts = self.engine.options
-        return DepthPrediction(depth=result.depth, kind=self.kind, steps=result.steps,
-                               warm_start=opts.warm_start if opts.ensemble == 1 else f"ensemble{opts.ensemble}",
+        scheme = opts.warm_start if opts.ensemble == 1 else f"ensemble{opts.ensemble}"
+        if result.motion:  # renoise_warp says what moved the previous latent: "renoise_warp:pose" / ":flow"
+            scheme = f"{scheme}:{result.motion}"
+        return DepthPrediction(depth=result.depth, kind=self.kind, steps=result.steps, warm_start=scheme,
                                warm=result.warm, uncertainty=result.uncertainty,
                                extras=dict(cold_reason=result.reason, timings=result.timings))
 
