@@ -319,11 +319,16 @@ def test_empty_prompt_embedding_is_computed_once_at_load(marigold, folders):
 # ------------------------------------------------------------------------------- modes and imports
 
 
-def _run(code, tmp_path):
+def _run_script(script, tmp_path):
     src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=600)
+
+
+def _run(code, tmp_path):
+    (tmp_path / "snippet.py").write_text(code)
+    return _run_script(tmp_path / "snippet.py", tmp_path)
 
 
 def test_graph_mode_matches_pynative_and_never_imports_torch(folders, marigold, tmp_path):
@@ -342,3 +347,27 @@ def test_graph_mode_matches_pynative_and_never_imports_torch(folders, marigold, 
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "False False"
     np.testing.assert_allclose(np.load(tmp_path / "graph.npy"), eager, atol=1e-5)
+
+
+def test_compile_cache_reuses_graphs_not_weights(tmp_path):
+    """Graph mode with the compile cache: a second checkpoint of the same shapes reuses the cached graphs
+    and still gives its own (PyNative) result."""
+    write_marigold_folder(str(tmp_path / "a"), seed=3)
+    write_marigold_folder(str(tmp_path / "b"), seed=4)
+    np.save(tmp_path / "rgb.npy", _image())
+    outputs = {}
+    for name, mode in (("a", "graph"), ("b", "graph"), ("b", "pynative")):
+        code = (
+            "import numpy as np\n"
+            "from depth_ms.models import registry\n"
+            f"est = registry.create('marigold', {{'checkpoint': {str(tmp_path / name)!r}, 'steps': 2, "
+            f"'compile_cache': {str(tmp_path / 'cache')!r}}}, mode={mode!r})\n"
+            f"np.save('{name}_{mode}.npy', est.engine.run(np.load('rgb.npy')).depth)\n"
+        )
+        (tmp_path / "run.py").write_text(code)  # the cache hashes the entry script: it must be a file
+        out = _run_script(tmp_path / "run.py", tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        outputs[name, mode] = np.load(tmp_path / f"{name}_{mode}.npy")
+    assert any((tmp_path / "cache").rglob("*")), "nothing was cached"
+    np.testing.assert_allclose(outputs["b", "graph"], outputs["b", "pynative"], atol=1e-5)
+    assert not np.allclose(outputs["a", "graph"], outputs["b", "graph"], atol=1e-3)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 
@@ -30,6 +31,7 @@ class MarigoldOptions:
     scene_cut: float = 0.25
     max_frame_gap: float = 1.0
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
+    compile_cache: str = "~/.cache/depth_ms/compile"  # graph mode: MindSpore's compile cache; "" = off
 
 
 class MarigoldEstimator:
@@ -88,6 +90,11 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
     # transformers (tokenizer, mindone's configs) imports PyTorch whenever it is installed; the product
     # never needs it, so keep it out of the process unless something imported it already.
     os.environ.setdefault("USE_TORCH", "0")
+    if mode == "graph" and opts.compile_cache and os.path.isfile(sys.argv[0]):  # the cache hashes the entry script
+        # Reuses compiled graphs across runs (measured: SD2-size first frame 50 s -> 28 s); it keys on the
+        # network, not on weight values (test_compile_cache_reuses_graphs_not_weights).
+        os.environ.setdefault("MS_COMPILER_CACHE_ENABLE", "1")
+        os.environ.setdefault("MS_COMPILER_CACHE_PATH", os.path.expanduser(opts.compile_cache))
     mindspore_device.configure(device, mode)
     from .checkpoint import load
     from .engine import MarigoldEngine
