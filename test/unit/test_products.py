@@ -46,3 +46,13 @@ def test_relative_maps_are_stretched_monotonically_onto_display_range(kind):
     mapped = values * scale + shift
     expect = mapped if kind == DepthKind.AFFINE_DEPTH else 1.0 / mapped
     np.testing.assert_allclose(metres[0, 5:95], expect[0, 5:95], rtol=1e-4)
+
+
+def test_uncertainty_is_resized_with_the_depth():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    pred = DepthPrediction(depth=np.full((4, 6), 0.5, np.float32), kind=DepthKind.AFFINE_DEPTH,
+                           uncertainty=np.full((4, 6), 0.1, np.float32))
+    out = make_products(rgb, pred, None, DepthNodeConfig(output_scale=0.5))
+    assert out.uncertainty.shape == (2, 3) and np.allclose(out.uncertainty, 0.1)
+    assert make_products(rgb, DepthPrediction(depth=pred.depth, kind=pred.kind), None,
+                         DepthNodeConfig()).uncertainty is None

@@ -24,6 +24,7 @@ class DepthProducts:
     kind: DepthKind
     scale: float  # metric_for_cloud = scale * value + shift (in disparity space for AFFINE_DISPARITY)
     shift: float
+    uncertainty: Optional[np.ndarray] = None  # (h, w) float32 in the depth's units, when the model gives one
 
 
 def relative_to_display_metres(values: np.ndarray, kind: DepthKind,
@@ -85,4 +86,8 @@ def make_products(rgb: np.ndarray, prediction: DepthPrediction, intrinsics: Opti
     cloud = None
     if config.publish_cloud and out_intrinsics is not None:
         cloud = depth_to_xyzrgb(metres, out_intrinsics, out_rgb, config.cloud_stride)
-    return DepthProducts(depth, colored, cloud, out_intrinsics, prediction.kind, float(scale), float(shift))
+    uncertainty = None
+    if prediction.uncertainty is not None:
+        uncertainty = resize_depth(np.asarray(prediction.uncertainty, np.float32), out_w, out_h)  # (h, w)
+    return DepthProducts(depth, colored, cloud, out_intrinsics, prediction.kind, float(scale), float(shift),
+                         uncertainty)

@@ -74,6 +74,7 @@ class DepthNode:
         self.pub_points = rospy.Publisher("~depth/points", conversions.PointCloud2, queue_size=1)
         self.pub_info = rospy.Publisher("~depth/camera_info", CameraInfo, queue_size=1)
         self.pub_depth_info = rospy.Publisher("~depth/info", DepthInfo, queue_size=5)
+        self.pub_uncertainty = rospy.Publisher("~depth/uncertainty", Image, queue_size=1)
 
         rospy.Subscriber("camera/rgb/camera_info", CameraInfo, self._on_camera_info, queue_size=1)
         if estimator.needs_ground_truth:
@@ -176,6 +177,8 @@ class DepthNode:
             self.pub_info.publish(conversions.camera_info_from_intrinsics(products.intrinsics, header))
         if products.cloud is not None:
             self.pub_points.publish(conversions.cloud_to_msg(products.cloud, header))
+        if products.uncertainty is not None:
+            self.pub_uncertainty.publish(conversions.depth_to_image(products.uncertainty, header))
         end = time.perf_counter()
 
         counters = self.counters
