@@ -238,59 +238,72 @@ class MarigoldEngine:
         return warping.warp_by_flow(latent, warping.flow_to_previous(prev["grey"], grey)), "flow"
 
     def run(self, rgb: np.ndarray, frame: Optional[Frame] = None) -> EngineResult:
-        """Depth for one image (uint8 (H, W, 3), grey or RGBA); ``frame`` supplies pose and intrinsics."""
+        """Depth for one image (uint8 (H, W, 3), grey or RGBA); ``frame`` supplies stamp, pose and intrinsics."""
         t0 = time.perf_counter()
         rgb = imaging.canonical_rgb(rgb)
         height, width = rgb.shape[:2]
         image, padding = imaging.to_model_input(rgb, self.options.processing_resolution, self.align, self.min_side)
         thumb = imaging.thumbnail(rgb)
+        stamp = None if frame is None else frame.stamp
+        reason = self._cold_reason((height, width), thumb, stamp)
+        grey = None
+        if self.options.warm_start == "renoise_warp":  # (ph, pw) uint8 grey at processing size, for the flow
+            processing = (image.shape[2] - padding[0], image.shape[3] - padding[1])
+            grey = imaging.resize(rgb.transpose(2, 0, 1).astype(np.float32).mean(0, keepdims=True), *processing,
+                                  True)[0].clip(0, 255).astype(np.uint8)
         timings = {}
         t = time.perf_counter()
         image_latent = self.encode(image)  # (1, C, h, w)
         timings["encode"] = time.perf_counter() - t
-        shape = image_latent.shape
-        stamp = None if frame is None else frame.stamp
-        reason = self._cold_reason((height, width), thumb, stamp)
-        grey = None
-        if self.options.warm_start == "renoise_warp":
-            grey = (imaging.resize(rgb.transpose(2, 0, 1).astype(np.float32).mean(0, keepdims=True),
-                                   image.shape[2] - padding[0], image.shape[3] - padding[1], True)[0]
-                    ).clip(0, 255).astype(np.uint8)  # (ph, pw) grey at processing size for the flow
-        t = time.perf_counter()
-        uncertainty, motion = None, ""
         if self.options.ensemble > 1:
-            members = [self.denoise(image_latent, self.noise(shape, m), self.sampler.timesteps(self.steps),
-                                    noise_member=m) for m in range(self.options.ensemble)]
-            latent = members[0]
-            timings["unet"] = time.perf_counter() - t
-            t = time.perf_counter()
-            depths = imaging.unpad(self.decode(np.concatenate(members)), padding)[:, 0]  # (E, ph, pw)
-            depth_small, uncertainty = ensemble_depth(depths)
-            steps = self.steps * self.options.ensemble
+            latent, steps, depth_small, uncertainty, motion = self._ensemble(image_latent, padding, timings)
         else:
-            if reason:
-                timesteps, start = self.sampler.timesteps(self.steps), 0
-                init = self.noise(shape)
-            else:
-                init, timesteps, start, motion = self._warm_latent(shape, frame, grey)
-            latent = self.denoise(image_latent, init, timesteps, start)
-            steps = len(timesteps) - start
-            timings["unet"] = time.perf_counter() - t
-            t = time.perf_counter()
-            depth_small = imaging.unpad(self.decode(latent), padding)[0, 0]  # (ph, pw)
-        timings["decode"] = time.perf_counter() - t
+            latent, steps, depth_small, motion = self._single(image_latent, padding, reason, frame, grey, timings)
+            uncertainty = None
         depth = imaging.resize(depth_small[None], height, width, antialias=False)[0]  # (H, W)
         if uncertainty is not None:
-            uncertainty = imaging.resize(uncertainty[None], height, width, antialias=False)[0]
-        lat_h, lat_w = shape[-2:]
-        self._prev = dict(latent=latent, size=(height, width), thumb=thumb, grey=grey, stamp=stamp,
-                          pose=None if frame is None else frame.pose_map_camera,
-                          processing=depth_small.shape, padding=padding,
-                          depth_small=imaging.resize(np.pad(depth_small, ((0, padding[0]), (0, padding[1])),
-                                                            mode="edge")[None], lat_h, lat_w, True)[0])
+            uncertainty = imaging.resize(uncertainty[None], height, width, antialias=False)[0]  # (H, W)
+        self._remember(latent, depth_small, padding, (height, width), thumb, grey, stamp, frame)
         timings["total"] = time.perf_counter() - t0
         return EngineResult(depth=depth.astype(np.float32), latent=latent, steps=steps, warm=not reason,
                             motion=motion, reason=reason, uncertainty=uncertainty, timings=timings)
+
+    def _single(self, image_latent, padding, reason, frame, grey, timings) -> tuple:
+        """One cold or warm sample: (latent, steps run, depth (ph, pw), motion source)."""
+        t = time.perf_counter()
+        motion = ""
+        if reason:
+            timesteps, start, init = self.sampler.timesteps(self.steps), 0, self.noise(image_latent.shape)
+        else:
+            init, timesteps, start, motion = self._warm_latent(image_latent.shape, frame, grey)
+        latent = self.denoise(image_latent, init, timesteps, start)  # (1, C, h, w)
+        timings["unet"] = time.perf_counter() - t
+        t = time.perf_counter()
+        depth_small = imaging.unpad(self.decode(latent), padding)[0, 0]  # (ph, pw)
+        timings["decode"] = time.perf_counter() - t
+        return latent, len(timesteps) - start, depth_small, motion
+
+    def _ensemble(self, image_latent, padding, timings) -> tuple:
+        """``ensemble`` cold members: (first latent, steps run, depth (ph, pw), MAD (ph, pw), "")."""
+        t = time.perf_counter()
+        timesteps = self.sampler.timesteps(self.steps)
+        members = [self.denoise(image_latent, self.noise(image_latent.shape, m), timesteps, noise_member=m)
+                   for m in range(self.options.ensemble)]  # E x (1, C, h, w)
+        timings["unet"] = time.perf_counter() - t
+        t = time.perf_counter()
+        depths = imaging.unpad(self.decode(np.concatenate(members)), padding)[:, 0]  # (E, ph, pw)
+        timings["decode"] = time.perf_counter() - t
+        depth_small, uncertainty = ensemble_depth(depths)
+        return members[0], self.steps * self.options.ensemble, depth_small, uncertainty, ""
+
+    def _remember(self, latent, depth_small, padding, size, thumb, grey, stamp, frame) -> None:
+        """Keep what the next frame's warm start and cold tests need."""
+        lat_h, lat_w = latent.shape[-2:]
+        padded = np.pad(depth_small, ((0, padding[0]), (0, padding[1])), mode="edge")  # (h * f, w * f)
+        self._prev = dict(latent=latent, size=size, thumb=thumb, grey=grey, stamp=stamp,
+                          pose=None if frame is None else frame.pose_map_camera,
+                          processing=depth_small.shape, padding=padding,
+                          depth_small=imaging.resize(padded[None], lat_h, lat_w, True)[0])  # (h, w)
 
 
 def _latent_intrinsics(k: Intrinsics, processing: tuple, padding: tuple, lat_w: int, lat_h: int) -> Intrinsics:
