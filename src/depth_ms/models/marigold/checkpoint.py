@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -185,10 +185,3 @@ def load(path: str, tiny_vae: str = "", full_vae: bool = True) -> MarigoldParts:
                               f"{info.vae_scale_factor}")
     return MarigoldParts(info=info, unet=unet, vae=vae, text_embedding=text_embedding, tiny_vae=tiny,
                          tiny_scale_factor=tiny_factor)
-
-
-def describe(info: CheckpointInfo) -> Optional[str]:
-    """One line for logs."""
-    s = info.sampler
-    return (f"{os.path.basename(info.path.rstrip('/'))}: {s.kind} {s.prediction_type} {s.timestep_spacing}, "
-            f"default {info.default_steps} steps at {info.default_resolution} px, latents 1/{info.vae_scale_factor}")
