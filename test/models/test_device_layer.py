@@ -226,6 +226,44 @@ def test_pad_and_dropout(ms_cpu):
     assert set(np.unique(dropped)) <= {0.0, 2.0} and 0.4 < (dropped == 0).mean() < 0.6
 
 
+def test_gelu_far_tails_and_relative_error(ms_cpu):
+    """The erfc-polynomial GELU: exact at 0, x for large x, 0 (not NaN) for very negative x."""
+    x = np.array([[-60.0, -12.0, -3.0, -1e-3, 0.0, 1e-3, 3.0, 12.0, 60.0, 1e4]], np.float32)
+    got = mint.nn.functional.gelu(T(ms_cpu, x)).asnumpy()
+    np.testing.assert_allclose(got, np_gelu(x.astype(np.float64)), atol=1e-6, rtol=1e-6)
+    assert got[0, 4] == 0.0 and np.isfinite(got).all()
+
+
+def test_linear_fallback_matches_numpy(ms_cpu):
+    """mint Linear (module and functional) on MatMul(transpose_b): any leading shape, with and without bias."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    w, b = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    f = mint.nn.functional
+    np.testing.assert_allclose(f.linear(T(ms_cpu, x), T(ms_cpu, w), T(ms_cpu, b)).asnumpy(), x @ w.T + b,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f.linear(T(ms_cpu, x), T(ms_cpu, w)).asnumpy(), x @ w.T, rtol=1e-5, atol=1e-5)
+    layer = mint.nn.Linear(7, 6, bias=False)
+    np.testing.assert_allclose(layer(T(ms_cpu, x)).asnumpy(), x @ layer.weight.asnumpy().T, rtol=1e-5, atol=1e-5)
+    assert [n for n, _ in layer.parameters_and_names()] == ["weight"]
+
+
+def test_attention_scores_fallback_matches_numpy(ms_cpu):
+    """mindone Attention.get_attention_scores: softmax(scale q k^T + mask), with and without a mask."""
+    from mindone.diffusers.models.attention_processor import Attention
+
+    rng = np.random.default_rng(5)
+    attn = Attention(query_dim=8, heads=2, dim_head=4)
+    q, k = rng.standard_normal((4, 5, 4)).astype(np.float32), rng.standard_normal((4, 6, 4)).astype(np.float32)
+    mask = np.where(rng.random((4, 1, 6)) < 0.3, -1e4, 0.0).astype(np.float32)
+    for m in (None, mask):
+        logits = np.einsum("bqd,bkd->bqk", q, k) * attn.scale + (0.0 if m is None else m)
+        ref = np.exp(logits - logits.max(-1, keepdims=True))
+        ref /= ref.sum(-1, keepdims=True)
+        got = attn.get_attention_scores(T(ms_cpu, q), T(ms_cpu, k), None if m is None else T(ms_cpu, m))
+        np.testing.assert_allclose(got.asnumpy(), ref, rtol=1e-5, atol=1e-6)
+
+
 def test_gelu_and_layer_norm(ms_cpu):
     x = np.linspace(-5, 5, 101, dtype=np.float32).reshape(1, 101)
     f = mint.nn.functional

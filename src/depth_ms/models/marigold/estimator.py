@@ -87,9 +87,6 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
     check_folder(checkpoint_path)  # fail on a missing file before MindSpore starts
     if tiny_path:
         check_tiny_vae_folder(tiny_path)
-    # transformers (tokenizer, mindone's configs) imports PyTorch whenever it is installed; the product
-    # never needs it, so keep it out of the process unless something imported it already.
-    os.environ.setdefault("USE_TORCH", "0")
     if mode == "graph" and opts.compile_cache and os.path.isfile(sys.argv[0]):  # the cache hashes the entry script
         # Reuses compiled graphs across runs (measured: SD2-size first frame 50 s -> 28 s); it keys on the
         # network, not on weight values (test_compile_cache_reuses_graphs_not_weights).
