@@ -371,3 +371,28 @@ def test_compile_cache_reuses_graphs_not_weights(tmp_path):
     assert any((tmp_path / "cache").rglob("*")), "nothing was cached"
     np.testing.assert_allclose(outputs["b", "graph"], outputs["b", "pynative"], atol=1e-5)
     assert not np.allclose(outputs["a", "graph"], outputs["b", "graph"], atol=1e-3)
+
+
+def test_compile_cache_never_serves_another_architecture(tmp_path):
+    """MindSpore's cache numbers graphs by compile order under one entry script: a tiny-VAE run after a
+    full-VAE run (and the full VAE again) must still give its own PyNative result. (Another input size
+    does get the old graphs: hence the cache is off by default, README 'compile_cache'.)"""
+    write_marigold_folder(str(tmp_path / "a"), seed=3)
+    write_taesd_folder(str(tmp_path / "taesd"))
+    runs = [("full", "", (30, 44)), ("tiny", str(tmp_path / "taesd"), (30, 44)), ("full", "", (30, 44))]
+    (tmp_path / "run.py").write_text(  # one unchanged entry script for every run, as depth_node is
+        "import json\nimport numpy as np\nfrom depth_ms.models import registry\n"
+        "run = json.load(open('run.json'))\n"
+        "est = registry.create('marigold', run['options'], mode=run['mode'])\n"
+        "np.save(run['mode'] + '.npy', est.engine.run(np.load('rgb.npy')).depth)\n")
+    for index, (name, tiny, (h, w)) in enumerate(runs):
+        np.save(tmp_path / "rgb.npy", _image(h, w))
+        for mode in ("graph", "pynative"):
+            options = {"checkpoint": str(tmp_path / "a"), "steps": 2, "tiny_vae": tiny,
+                       "compile_cache": str(tmp_path / "cache")}
+            (tmp_path / "run.json").write_text(json.dumps(dict(options=options, mode=mode)))
+            out = _run_script(tmp_path / "run.py", tmp_path)
+            assert out.returncode == 0, out.stderr[-3000:]
+        graph, eager = np.load(tmp_path / "graph.npy"), np.load(tmp_path / "pynative.npy")
+        assert graph.shape == (h, w)
+        np.testing.assert_allclose(graph, eager, atol=1e-5, err_msg=f"run {index}: {name} VAE at {w}x{h}")

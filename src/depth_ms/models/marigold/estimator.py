@@ -1,6 +1,8 @@
 """The ``marigold`` and ``marigold_lcm`` estimators: checkpoint + streaming engine behind the protocol."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -31,7 +33,8 @@ class MarigoldOptions:
     scene_cut: float = 0.25
     max_frame_gap: float = 1.0
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
-    compile_cache: str = "~/.cache/depth_ms/compile"  # graph mode: MindSpore's compile cache; "" = off
+    compile_cache: str = ""  # graph mode: MindSpore's compile cache folder, e.g. ~/.cache/depth_ms/compile;
+    # "" = off. Only for a fixed input size: cached graphs are reused for another size (wrong depth).
 
 
 class MarigoldEstimator:
@@ -89,9 +92,11 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
         check_tiny_vae_folder(tiny_path)
     if mode == "graph" and opts.compile_cache and os.path.isfile(sys.argv[0]):  # the cache hashes the entry script
         # Reuses compiled graphs across runs (measured: SD2-size first frame 50 s -> 28 s); it keys on the
-        # network, not on weight values (test_compile_cache_reuses_graphs_not_weights).
+        # network, not on weight values (test_compile_cache_reuses_graphs_not_weights), but not on the
+        # input size, hence off by default.
         os.environ.setdefault("MS_COMPILER_CACHE_ENABLE", "1")
-        os.environ.setdefault("MS_COMPILER_CACHE_PATH", os.path.expanduser(opts.compile_cache))
+        os.environ.setdefault("MS_COMPILER_CACHE_PATH", compile_cache_path(opts.compile_cache, checkpoint_path,
+                                                                           tiny_path, engine_opts))
     mindspore_device.configure(device, mode)
     from .checkpoint import load
     from .engine import MarigoldEngine
@@ -102,6 +107,21 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
     except ValueError as exc:
         raise EstimatorError(f"estimator options: {exc}") from exc
     return MarigoldEstimator(engine, name)
+
+
+def compile_cache_path(base: str, checkpoint_path: str, tiny_path: str, engine_opts) -> str:
+    """``base``/<hash of the network configs and engine options>: one cache per architecture.
+
+    MindSpore numbers cached graphs by compile order under the entry script's hash only, so without
+    this a tiny-VAE run after a full-VAE run loaded the full VAE's graphs
+    (test_compile_cache_never_serves_another_architecture).
+    """
+    digest = hashlib.sha256(json.dumps(asdict(engine_opts), sort_keys=True, default=str).encode())
+    configs = [os.path.join(checkpoint_path, part, "config.json") for part in ("unet", "vae")]
+    for path in configs + ([os.path.join(tiny_path, "config.json")] if tiny_path else []):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return os.path.join(os.path.expanduser(base), digest.hexdigest()[:16])
 
 
 def create(options: dict, device: str = "cpu", mode: str = "pynative") -> MarigoldEstimator:
