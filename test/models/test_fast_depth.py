@@ -20,12 +20,7 @@ needs_ms = pytest.mark.skipif(not HAS_MS, reason="mindspore + mindone not import
 HAS_SMALL_NET = importlib.util.find_spec("depth_ms.models.midas.small_net") is not None
 REL_TOL = 1e-4
 
-# model -> (tiny config name, tiny resolution, stride, default mean/std of the model)
-TINY = {
-    "dpt_large": ("dpt", 64, 32, pp.HALF, pp.HALF),
-    "dpt_hybrid": ("dpt_hybrid", 64, 32, pp.HALF, pp.HALF),
-    "depth_anything_v2_small": ("depth_anything", 56, 14, pp.IMAGENET_MEAN, pp.IMAGENET_STD),
-}
+from tiny_configs import TINY, hf_processor, write_tiny_folder  # noqa: E402
 
 
 def image(h, w, seed=0, channels=3):
@@ -38,15 +33,6 @@ def image(h, w, seed=0, channels=3):
 
 def rel_diff(a, b):
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
-
-
-def hf_processor(resolution, stride, mean, std, keep_aspect=True):
-    from transformers import DPTImageProcessor
-    from transformers.image_utils import PILImageResampling
-
-    return DPTImageProcessor(size={"height": resolution, "width": resolution}, keep_aspect_ratio=keep_aspect,
-                             ensure_multiple_of=stride, resample=PILImageResampling.BICUBIC,
-                             image_mean=list(mean), image_std=list(std))
 
 
 # ------------------------------------------------------------------------------------ preprocessing
@@ -137,34 +123,12 @@ def test_processor_config_fields_are_read():
 # ------------------------------------------------------------------------------------ tiny checkpoints
 
 
-def _tiny_folder(root, model, with_processor=True):
-    """save_pretrained of a randomised tiny torch model (+ its DPTImageProcessor) under root/model."""
-    import torch
-    import transformers
-
-    from tiny_configs import depth_anything_config, dpt_config, randomise
-
-    folder = os.path.join(str(root), model)
-    if os.path.isdir(folder):
-        return folder
-    cfg = {"dpt_large": lambda: dpt_config(False), "dpt_hybrid": lambda: dpt_config(True),
-           "depth_anything_v2_small": depth_anything_config}[model]()
-    cls = transformers.DepthAnythingForDepthEstimation if model.startswith("depth") else \
-        transformers.DPTForDepthEstimation
-    torch.manual_seed(0)
-    randomise(cls(cfg).eval()).save_pretrained(folder, safe_serialization=True)
-    if with_processor:
-        _, res, stride, mean, std = TINY[model]
-        hf_processor(res, stride, mean, std).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     if not HAS_TORCH:
         pytest.skip("torch + transformers needed to write the tiny checkpoints")
     root = tmp_path_factory.mktemp("fast_depth")
-    return {m: _tiny_folder(root, m) for m in TINY} | {"root": str(root)}
+    return {m: write_tiny_folder(root, m) for m in TINY} | {"root": str(root)}
 
 
 def _torch_model(folder, model):

@@ -1,5 +1,15 @@
 """Tiny DPT / DPT-Hybrid / Depth Anything configs that take the real checkpoints' code paths (tests only)."""
 import math
+import os
+
+# model -> (tiny config name, tiny resolution, stride, default mean / std of the model)
+HALF = (0.5, 0.5, 0.5)
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+TINY = {
+    "dpt_large": ("dpt", 64, 32, HALF, HALF),
+    "dpt_hybrid": ("dpt_hybrid", 64, 32, HALF, HALF),
+    "depth_anything_v2_small": ("depth_anything", 56, 14) + IMAGENET,
+}
 
 
 def dpt_config(hybrid: bool):
@@ -45,3 +55,33 @@ def randomise(model, seed=0):
             else:
                 p.copy_(0.1 * noise)
     return model
+
+
+def hf_processor(resolution, stride, mean, std, keep_aspect=True):
+    """transformers' DPTImageProcessor as the official DPT / Depth Anything folders configure it."""
+    from transformers import DPTImageProcessor
+    from transformers.image_utils import PILImageResampling
+
+    return DPTImageProcessor(size={"height": resolution, "width": resolution}, keep_aspect_ratio=keep_aspect,
+                             ensure_multiple_of=stride, resample=PILImageResampling.BICUBIC,
+                             image_mean=list(mean), image_std=list(std))
+
+
+def write_tiny_folder(root, model, with_processor=True):
+    """save_pretrained of a randomised tiny torch model (+ its DPTImageProcessor) under root/model."""
+    import torch
+    import transformers
+
+    folder = os.path.join(str(root), model)
+    if os.path.isdir(folder):
+        return folder
+    cfg = {"dpt_large": lambda: dpt_config(False), "dpt_hybrid": lambda: dpt_config(True),
+           "depth_anything_v2_small": depth_anything_config}[model]()
+    cls = transformers.DepthAnythingForDepthEstimation if model.startswith("depth") else \
+        transformers.DPTForDepthEstimation
+    torch.manual_seed(0)
+    randomise(cls(cfg).eval()).save_pretrained(folder, safe_serialization=True)
+    if with_processor:
+        _, res, stride, mean, std = TINY[model]
+        hf_processor(res, stride, mean, std).save_pretrained(folder)
+    return folder
