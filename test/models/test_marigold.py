@@ -258,6 +258,22 @@ def _set_json(path, **values):
     path.write_text(json.dumps(data))
 
 
+def _edit_weights(folder, drop="", reshape=""):
+    from safetensors.numpy import load_file, save_file
+
+    path = str(folder / "diffusion_pytorch_model.safetensors")
+    tensors = load_file(path)
+    tensors.pop(drop, None)
+    if reshape:
+        tensors[reshape] = np.concatenate([tensors[reshape], tensors[reshape]])
+    save_file(tensors, path)
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda d: os.remove(d / "unet" / "diffusion_pytorch_model.safetensors"),
      r"missing file .*unet/diffusion_pytorch_model\.safetensors"),
@@ -271,6 +287,10 @@ def _set_json(path, **values):
     (lambda d: _set_json(d / "unet" / "config.json", in_channels=4), r"in_channels is 4.*plain Stable Diffusion"),
     (lambda d: os.replace(d / "vae" / "diffusion_pytorch_model.safetensors", d / "vae" / "diffusion_pytorch_model.bin"),
      r"PyTorch pickle"),
+    (lambda d: _edit_weights(d / "unet", drop="conv_in.bias"), r"unet/diffusion_pytorch_model\.safetensors does not "
+     r"fit UNet2DConditionModel: 1 missing \(conv_in\.bias\)"),
+    (lambda d: _edit_weights(d / "vae", reshape="decoder.conv_out.bias"), r"1 mismatched \(decoder\.conv_out\.bias"),
+    (lambda d: _truncate(d / "unet" / "diffusion_pytorch_model.safetensors"), r"truncated in tensor"),
 ])
 def test_bad_checkpoint_folders_are_named(folders, tmp_path, edit, message):
     path = _broken_copy(folders, tmp_path, edit)

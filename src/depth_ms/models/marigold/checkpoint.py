@@ -141,6 +141,66 @@ def _from_pretrained(cls, folder: str, variant: str = "", dtype_key: str = "mind
     return model
 
 
+def _load_streamed(cls, folder: str, variant: str = ""):
+    """float32 diffusers model from ``folder``, its weights read one tensor at a time.
+
+    The same result as mindone's ``from_pretrained`` (its key fixes and torch -> MindSpore name
+    mappings are applied), at about half its peak memory: parameters are created uninitialised and
+    each is set from its own freshly read array (see :mod:`depth_ms.models.safetensors_reader`).
+    """
+    import mindspore as ms
+    from mindone.diffusers.models.modeling_utils import _get_pt2ms_mappings
+    from mindspore.nn.utils import no_init_parameters
+
+    from depth_ms.models.safetensors_reader import SafetensorsError, iter_tensors
+
+    name = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
+    path = os.path.join(folder, name)
+    with no_init_parameters():
+        model = cls.from_config(cls.load_config(folder))
+    params = dict(model.parameters_and_names())
+    renamed = {key: key for key in _tensor_names(path)}
+    model._fix_state_dict_keys_on_load(renamed)  # renames keys in place (old attention names): new -> file name
+    file_to_model = {old: new for new, old in renamed.items()}
+    mappings = _get_pt2ms_mappings(model)
+    unexpected, mismatched = [], []
+    try:
+        for file_key, array in iter_tensors(path):
+            target, convert = mappings.get(file_to_model[file_key], (file_to_model[file_key], None))
+            if target is None:  # e.g. num_batches_tracked
+                continue
+            if target not in params:
+                unexpected.append(file_key)
+                continue
+            param = params.pop(target)
+            value = ms.Tensor.from_numpy(np.ascontiguousarray(array, dtype=np.float32)
+                                         if array.dtype.kind == "f" else array)
+            if convert is not None:
+                value = convert(ms.Parameter(value, name=target))
+            if tuple(value.shape) != tuple(param.shape):
+                mismatched.append(f"{file_key} {tuple(value.shape)} vs {tuple(param.shape)}")
+                continue
+            param.set_data(value if value.dtype == param.dtype else value.astype(param.dtype))
+    except SafetensorsError as exc:
+        raise CheckpointError(str(exc)) from exc
+    problems = [(what, keys) for what, keys in (("missing", sorted(params)), ("unexpected", unexpected),
+                                                 ("mismatched", mismatched)) if keys]
+    if problems:
+        raise CheckpointError(f"{path} does not fit {cls.__name__}: " + "; ".join(
+            f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for what, keys in problems))
+    model.set_train(False)
+    return model
+
+
+def _tensor_names(path: str) -> list:
+    from depth_ms.models.safetensors_reader import SafetensorsError, read_header
+
+    try:
+        return list(read_header(path)[0])
+    except (OSError, SafetensorsError) as exc:
+        raise CheckpointError(str(exc)) from exc
+
+
 def empty_prompt_embedding(path: str, text_encoder) -> Any:
     """CLIP embedding of the empty prompt (1, 2, hidden): BOS and EOS, no padding, as diffusers does."""
     import mindspore as ms
@@ -166,14 +226,14 @@ def load(path: str, tiny_vae: str = "", full_vae: bool = True) -> MarigoldParts:
     from mindone.transformers import CLIPTextModel
 
     try:
-        unet = _from_pretrained(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
-        vae = _from_pretrained(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"]) \
-            if full_vae or not tiny_path else None
         text_encoder = _from_pretrained(CLIPTextModel, os.path.join(info.path, "text_encoder"),
                                         info.variants["text_encoder"], "dtype")
         text_embedding = empty_prompt_embedding(info.path, text_encoder)
-        del text_encoder  # used once
-        tiny = _from_pretrained(AutoencoderTiny, tiny_path) if tiny_path else None
+        del text_encoder  # used once, freed before the UNet arrives
+        unet = _load_streamed(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
+        vae = _load_streamed(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"]) \
+            if full_vae or not tiny_path else None
+        tiny = _load_streamed(AutoencoderTiny, tiny_path) if tiny_path else None
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load Marigold weights from {info.path}: {exc}") from exc
     if tiny is not None and int(tiny.config.latent_channels) != info.latent_channels:
