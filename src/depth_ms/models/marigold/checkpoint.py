@@ -141,7 +141,7 @@ def _from_pretrained(cls, folder: str, variant: str = "", dtype_key: str = "mind
     return model
 
 
-def _load_streamed(cls, folder: str, variant: str = ""):
+def load_diffusers_model(cls, folder: str, variant: str = ""):
     """float32 diffusers model from ``folder``, its weights read one tensor at a time.
 
     The same result as mindone's ``from_pretrained`` (its key fixes and torch -> MindSpore name
@@ -230,10 +230,10 @@ def load(path: str, tiny_vae: str = "", full_vae: bool = True) -> MarigoldParts:
                                         info.variants["text_encoder"], "dtype")
         text_embedding = empty_prompt_embedding(info.path, text_encoder)
         del text_encoder  # used once, freed before the UNet arrives
-        unet = _load_streamed(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
-        vae = _load_streamed(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"]) \
+        unet = load_diffusers_model(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
+        vae = load_diffusers_model(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"]) \
             if full_vae or not tiny_path else None
-        tiny = _load_streamed(AutoencoderTiny, tiny_path) if tiny_path else None
+        tiny = load_diffusers_model(AutoencoderTiny, tiny_path) if tiny_path else None
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load Marigold weights from {info.path}: {exc}") from exc
     if tiny is not None and int(tiny.config.latent_channels) != info.latent_channels:
