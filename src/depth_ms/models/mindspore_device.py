@@ -438,6 +438,15 @@ def _apply_cpu_isa(max_cpu_isa: str) -> str | None:
     return max_cpu_isa
 
 
+def keep_torch_out() -> None:
+    """Tell transformers / diffusers not to import PyTorch (USE_TORCH=0) unless the caller decided already.
+
+    They import it whenever it is installed; the product never needs it. Estimator factories call this;
+    :func:`configure` does not, so that tests can still load the PyTorch references after configuring.
+    """
+    os.environ.setdefault("USE_TORCH", "0")
+
+
 def configure(device: str = "cpu", mode: str = "pynative", *, device_id: int | None = None,
               synchronize: bool | None = None, max_cpu_isa: str = "auto") -> dict:
     """Set MindSpore's device and execution mode and, off Ascend, install :data:`FALLBACKS`.
@@ -468,9 +477,6 @@ def configure(device: str = "cpu", mode: str = "pynative", *, device_id: int | N
         raise ValueError(f"unknown max_cpu_isa {max_cpu_isa!r}; expected one of {list(CPU_ISAS)}")
     target = DEVICES[dev_key]
     cpu_isa = _apply_cpu_isa(isa) if target == "CPU" else None
-    # transformers (mindone's configs, tokenizers) imports PyTorch whenever it is installed; the product
-    # never needs it, so keep it out of the process unless something imported it already.
-    os.environ.setdefault("USE_TORCH", "0")
 
     _load_mindspore()
     try:

@@ -97,6 +97,7 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
         os.environ.setdefault("MS_COMPILER_CACHE_ENABLE", "1")
         os.environ.setdefault("MS_COMPILER_CACHE_PATH", compile_cache_path(opts.compile_cache, checkpoint_path,
                                                                            tiny_path, engine_opts))
+    mindspore_device.keep_torch_out()
     mindspore_device.configure(device, mode)
     from .checkpoint import load
     from .engine import MarigoldEngine

@@ -115,6 +115,7 @@ def create_midas_small(options: dict, device: str = "cpu", mode: str = "pynative
     path = weight_files.require(weight_files.resolve(opts.weights, "midas"), "MiDaS v2.1 small weights")
     from depth_ms.models import mindspore_device
 
+    mindspore_device.keep_torch_out()
     mindspore_device.configure(device)
     import mindspore as ms
 

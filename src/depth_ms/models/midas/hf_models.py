@@ -159,6 +159,7 @@ def dpt_forward(net, pixel_values, hybrid: bool, out_indices: list, patch: int):
 def load(folder: str, model: str, device: str = "cpu", mode: str = "pynative") -> LoadedModel:
     """Load ``folder`` as ``model`` with mindone on ``device``; ``mode='graph'`` compiles the forward."""
     config = check_folder(folder, model)
+    mindspore_device.keep_torch_out()
     mindspore_device.configure(device)  # PyNative context; graph mode comes from ms.jit below
     import mindspore as ms
     import mindone.transformers as mt
