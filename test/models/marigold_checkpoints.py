@@ -9,8 +9,9 @@ architecture at a few thousand parameters; ``size="sd2"`` is the real SD2 UNet (
 from __future__ import annotations
 
 import json
-import math
 import os
+
+from tiny_configs import randomise
 
 # Scheduler configs as published with the two official checkpoints.
 DDIM_V1_1 = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
@@ -45,25 +46,6 @@ TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_
                  max_position_embeddings=77, hidden_act="gelu", projection_dim=32)
 SD2_CLIP_SMALL = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=1, num_attention_heads=16,
                       max_position_embeddings=77, hidden_act="gelu", projection_dim=1024)
-
-
-def randomise(model, seed: int = 0):
-    """Re-draw every parameter so activations stay O(1) through many layers (default inits vanish)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-            if p.ndim >= 2 and p.shape[0] > 1:  # linear / conv / embedding: 1 / sqrt(fan-in)
-                p.copy_(noise / math.sqrt(p[0].numel()))
-            elif p.ndim >= 2:
-                p.copy_(noise * 0.5)
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * noise)
-            else:
-                p.copy_(0.1 * noise)
-    return model
 
 
 def _write_tokenizer(path: str) -> None:

@@ -14,6 +14,8 @@ pytest.importorskip("mindspore")
 pytest.importorskip("mindone")
 from mindspore import mint  # noqa: E402 (after the skip; the fallbacks patch this module in place)
 
+from tiny_configs import randomise  # noqa: E402
+
 HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers"))
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch + diffusers + transformers not importable")
 PARITY_TOL = 1e-4
@@ -439,25 +441,6 @@ MODELS = {
 }
 
 
-def _randomise(model, seed=0):
-    """Re-draw every torch parameter so activations stay O(1) (default inits leave DPT outputs near 1e-8)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-            if p.ndim >= 2 and p.shape[0] > 1:  # linear / conv / embedding tables: 1 / sqrt(fan-in)
-                p.copy_(noise / math.sqrt(p[0].numel()))
-            elif p.ndim >= 2:  # cls tokens, position embeddings
-                p.copy_(noise * 0.5)
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * noise)
-            else:
-                p.copy_(0.1 * noise)
-    return model
-
-
 def _ms_class(path):
     lib, name = path.split(".")
     return getattr(importlib.import_module(f"mindone.{lib}"), name)
@@ -499,7 +482,7 @@ def test_model_matches_torch(ms_cpu, name, tmp_path):
     torch_cls = getattr(diffusers if lib == "diffusers" else transformers, cls_name)
     cfg = _config_obj(path, cfg())
     torch.manual_seed(0)
-    tmodel = _randomise((torch_cls(**cfg) if isinstance(cfg, dict) else torch_cls(cfg)).eval())
+    tmodel = randomise((torch_cls(**cfg) if isinstance(cfg, dict) else torch_cls(cfg)).eval())
     tmodel.save_pretrained(str(tmp_path), safe_serialization=True)
     arrays = inputs(np.random.default_rng(0))
     with torch.no_grad():
