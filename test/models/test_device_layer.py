@@ -14,7 +14,7 @@ pytest.importorskip("mindspore")
 pytest.importorskip("mindone")
 from mindspore import mint  # noqa: E402 (after the skip; the fallbacks patch this module in place)
 
-from tiny_configs import randomise  # noqa: E402
+from tiny_configs import depth_anything_config, dpt_config, randomise  # noqa: E402
 
 HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "transformers"))
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch + diffusers + transformers not importable")
@@ -32,32 +32,6 @@ TAESD = dict(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8
              num_decoder_blocks=(1, 1), latent_channels=4)
 CLIP = dict(vocab_size=100, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=16, hidden_act="gelu", projection_dim=32)
-
-
-def dpt_config(hybrid: bool):
-    from transformers import BitConfig, DPTConfig
-
-    common = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-                  neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16, backbone_out_indices=[0, 1, 2, 3])
-    if not hybrid:
-        return DPTConfig(image_size=32, patch_size=8, **common)
-    # BiT: stride 4 stem, stages at strides 4/8/16; a 64x64 input gives the 4x4 map of backbone_featmap_shape.
-    bit = BitConfig(global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 16, 32],
-                    out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True, embedding_size=8,
-                    num_groups=4)
-    return DPTConfig(image_size=64, patch_size=16, is_hybrid=True, backbone_config=bit,
-                     backbone_featmap_shape=[1, 32, 4, 4], **common)
-
-
-def depth_anything_config(metric: bool = False):
-    from transformers import DepthAnythingConfig, Dinov2Config
-
-    dino = Dinov2Config(image_size=28, patch_size=14, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=37, out_features=["stage1", "stage2", "stage3", "stage4"],
-                        reshape_hidden_states=False, apply_layernorm=True)
-    extra = dict(depth_estimation_type="metric", max_depth=20.0) if metric else {}
-    return DepthAnythingConfig(backbone_config=dino, reassemble_hidden_size=32, patch_size=14,
-                               neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8, **extra)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ TINY = {
 
 
 def dpt_config(hybrid: bool):
-    """ViT DPT (patch 8) or BiT-hybrid DPT (token grid at 1/16), as in test_device_layer.py."""
+    """ViT DPT (patch 8) or BiT-hybrid DPT (token grid at 1/16: a 64x64 input gives the 4x4 BiT map)."""
     from transformers import BitConfig, DPTConfig
 
     common = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
@@ -27,15 +27,16 @@ def dpt_config(hybrid: bool):
                      backbone_featmap_shape=[1, 32, 4, 4], **common)
 
 
-def depth_anything_config():
-    """Dinov2 backbone (patch 14) with a Depth Anything V2 neck and relative head."""
+def depth_anything_config(metric: bool = False):
+    """Dinov2 backbone (patch 14) with a Depth Anything V2 neck and a relative (or metric) head."""
     from transformers import DepthAnythingConfig, Dinov2Config
 
     dino = Dinov2Config(image_size=28, patch_size=14, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
                         intermediate_size=37, out_features=["stage1", "stage2", "stage3", "stage4"],
                         reshape_hidden_states=False, apply_layernorm=True)
+    extra = dict(depth_estimation_type="metric", max_depth=20.0) if metric else {}
     return DepthAnythingConfig(backbone_config=dino, reassemble_hidden_size=32, patch_size=14,
-                               neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8)
+                               neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8, **extra)
 
 
 def randomise(model, seed=0):
