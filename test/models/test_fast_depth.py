@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from depth_ms.core.image_ops import BadInputError
+from depth_ms.core.image_ops import BadInputError, canonical_rgb
 from depth_ms.core.types import DepthKind, Frame
 from depth_ms.models import registry
 from depth_ms.models.base import EstimatorError
@@ -99,14 +99,14 @@ def test_upsample_matches_torch_interpolate(mode, src, dst):
 
 def test_grey_and_rgba_conversion():
     grey = image(20, 30, channels=1)[:, :, 0]
-    np.testing.assert_array_equal(pp.to_rgb(grey), np.repeat(grey[:, :, None], 3, 2))
-    np.testing.assert_array_equal(pp.to_rgb(grey[:, :, None]), np.repeat(grey[:, :, None], 3, 2))
+    np.testing.assert_array_equal(canonical_rgb(grey), np.repeat(grey[:, :, None], 3, 2))
+    np.testing.assert_array_equal(canonical_rgb(grey[:, :, None]), np.repeat(grey[:, :, None], 3, 2))
     rgba = image(20, 30, channels=4)
-    np.testing.assert_array_equal(pp.to_rgb(rgba), rgba[:, :, :3])
+    np.testing.assert_array_equal(canonical_rgb(rgba), rgba[:, :, :3])
     for bad in (np.zeros((20, 30, 3), np.float32), np.zeros((20, 30, 2), np.uint8), np.zeros((2, 3, 4, 3),
                                                                                              np.uint8)):
         with pytest.raises(BadInputError):
-            pp.to_rgb(bad)
+            canonical_rgb(bad)
 
 
 def test_processor_config_fields_are_read():

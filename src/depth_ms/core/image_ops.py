@@ -21,6 +21,31 @@ def check_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def canonical_rgb(image: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) from RGB, grey (H, W) / (H, W, 1) (replicated) or RGBA (alpha dropped).
+
+    Anything else (other dtypes or channel counts, empty images, more than ``max_pixels``) raises
+    BadInputError naming the shape / dtype.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise BadInputError(f"expected a uint8 image, got {image.dtype} {image.shape}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise BadInputError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)  # (H, W, 3)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]  # (H, W, 3)
+    h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise BadInputError(f"empty image {w}x{h}")
+    if max_pixels is not None and h * w > max_pixels:
+        raise BadInputError(f"image {w}x{h} exceeds {max_pixels} pixels")
+    return np.ascontiguousarray(image)
+
+
 def sanitize_metric_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = np.inf) -> np.ndarray:
     """float32 copy with inf, non-positive and out-of-range values set to NaN (REP 118 invalid)."""
     depth = np.array(depth, dtype=np.float32, copy=True)

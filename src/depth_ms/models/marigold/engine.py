@@ -28,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from depth_ms.core.image_ops import canonical_rgb
 from depth_ms.core.types import Frame, Intrinsics
 
 from . import imaging, warping
@@ -254,7 +255,7 @@ class MarigoldEngine:
     def run(self, rgb: np.ndarray, frame: Optional[Frame] = None) -> EngineResult:
         """Depth for one image (uint8 (H, W, 3), grey or RGBA); ``frame`` supplies stamp, pose and intrinsics."""
         t0 = time.perf_counter()
-        rgb = imaging.canonical_rgb(rgb)
+        rgb = canonical_rgb(rgb, imaging.MAX_PIXELS)
         height, width = rgb.shape[:2]
         image, padding = imaging.to_model_input(rgb, self.options.processing_resolution, self.align, self.min_side)
         thumb = imaging.thumbnail(rgb)

@@ -1,4 +1,4 @@
-"""Marigold's image pre/post-processing in numpy: input canonicalisation, resize, pad, unpad.
+"""Marigold's image pre/post-processing in numpy: resize, pad, unpad.
 
 The resize is the separable (anti-aliased) bilinear filter that diffusers' Marigold processor uses
 through ``torch.nn.functional.interpolate(..., antialias=True)``; OpenCV's INTER_AREA/INTER_LINEAR
@@ -14,30 +14,6 @@ import numpy as np
 from depth_ms.core.image_ops import BadInputError
 
 MAX_PIXELS = 8192 * 8192  # larger inputs are refused (memory), not silently processed
-
-
-def canonical_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) from RGB, grey (H, W) / (H, W, 1) (replicated) or RGBA (alpha dropped).
-
-    Anything else raises BadInputError naming the shape/dtype.
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise BadInputError(f"Marigold expects uint8 images, got {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise BadInputError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    h, w = image.shape[:2]
-    if h < 1 or w < 1:
-        raise BadInputError(f"empty image {w}x{h}")
-    if h * w > MAX_PIXELS:
-        raise BadInputError(f"image {w}x{h} exceeds {MAX_PIXELS} pixels")
-    return np.ascontiguousarray(image)
 
 
 @lru_cache(maxsize=64)

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from depth_ms.core.config import from_dict
+from depth_ms.core.image_ops import canonical_rgb
 from depth_ms.core.types import DepthKind, DepthPrediction, Frame
 from depth_ms.models import weights as weight_files
 from depth_ms.models.base import EstimatorError
@@ -74,7 +75,7 @@ class RelativeDepthEstimator:
         self.graph = graph
 
     def predict(self, frame: Frame) -> DepthPrediction:
-        rgb = pp.to_rgb(frame.rgb)  # BadInputError for wrong dtype / channels
+        rgb = canonical_rgb(frame.rgb)  # BadInputError for wrong dtype / channels
         height, width = rgb.shape[:2]
         x = pp.preprocess(rgb, self.prep)  # (1, 3, h, w)
         pred = self.run(x)  # (h', w')

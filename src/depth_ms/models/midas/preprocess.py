@@ -1,6 +1,6 @@
 """Pre- and post-processing of the fast relative-depth models (numpy + Pillow, no MindSpore, no ROS).
 
-Input conversion: uint8 (H, W, 3) RGB as is; grey (H, W) or (H, W, 1) is repeated to three channels;
+Input conversion (core.image_ops.canonical_rgb): uint8 RGB as is; grey (H, W) or (H, W, 1) is repeated;
 RGBA (H, W, 4) drops alpha. Anything else (other dtypes, channel counts) is a BadInputError.
 
 Resize: the rule of transformers' ``DPTImageProcessor`` (which the Hugging Face checkpoints of DPT and
@@ -24,7 +24,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from depth_ms.core.image_ops import BadInputError
+from depth_ms.core.image_ops import canonical_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,24 +59,6 @@ class Preprocessing:
             raise ValueError(f"upsample '{self.upsample}' is not 'bicubic' or 'bilinear'")
         if self.height < 1 or self.width < 1 or self.multiple_of < 1:
             raise ValueError(f"size {self.width}x{self.height} and multiple {self.multiple_of} must be positive")
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) from uint8 RGB, grey (H, W) / (H, W, 1) (repeated) or RGBA (H, W, 4) (alpha dropped)."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise BadInputError(f"expected a uint8 image, got {image.dtype} {image.shape}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W, 3)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]  # (H, W, 3)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise BadInputError(f"expected (H, W), (H, W, 3) or (H, W, 4) uint8, got {image.shape}")
-    if min(image.shape[:2]) < 1:
-        raise BadInputError(f"empty image {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def _round_to_multiple(value: float, multiple: int, min_value: int = 0, max_value: float | None = None) -> int:
@@ -137,7 +119,7 @@ def resize_image(rgb: np.ndarray, height: int, width: int, resample: str = "bicu
 
 def preprocess(image: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """Network input (1, 3, h, w) float32 from a uint8 image (grey/RGB/RGBA), as the reference processor."""
-    rgb = to_rgb(image)
+    rgb = canonical_rgb(image)
     h, w = target_size(rgb.shape[0], rgb.shape[1], prep)
     resized = resize_image(rgb, h, w, prep.resample)  # (h, w, 3)
     if resized.dtype == np.uint8:
