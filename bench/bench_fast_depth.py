@@ -86,22 +86,17 @@ def mindspore_runner(model: str, folder: str, mode: str):
     from depth_ms.core.types import Frame
     from depth_ms.models import registry
 
-    if model == "midas":
+    if model == "midas":  # random weights saved as the converter writes them, then loaded through the registry
         from depth_ms.models import mindspore_device
 
         mindspore_device.configure("cpu")
-        import mindspore as ms
+        from safetensors.numpy import save_file
 
-        from depth_ms.models.midas.estimator import FastDepthOptions, RelativeDepthEstimator, build_preprocessing
-        from depth_ms.models.midas.small_net import build_midas_small
+        from depth_ms.models.midas.small_net import build_midas_small, state_names
 
-        net = build_midas_small()
-        net.set_train(False)
-        forward = ms.jit(net.construct) if mode == "graph" else net
-        est = RelativeDepthEstimator("midas", lambda x: forward(ms.Tensor(x)).asnumpy()[0],
-                                     build_preprocessing("midas", FastDepthOptions()), mode == "graph")
-    else:
-        est = registry.create(model, {"weights": folder}, device="cpu", mode=mode)
+        folder = os.path.join(os.getcwd(), "midas_v21_small_256_random.safetensors")
+        save_file({name: p.asnumpy() for name, p in state_names(build_midas_small()).items()}, folder)
+    est = registry.create(model, {"weights": folder}, device="cpu", mode=mode)
     if mode == "graph" and not getattr(est, "graph", False):
         raise RuntimeError("runs PyNative only (mindone's Dinov2 does not compile)")
     return lambda rgb: est.predict(Frame(rgb=rgb, stamp=0.0)).depth
