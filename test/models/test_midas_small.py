@@ -139,8 +139,8 @@ def test_conv2d_path_matches(ms_env, seeded):
     ms, small_net = ms_env
     net, state = seeded
     plain = small_net.load_state(small_net.MidasSmall(), state, "seeded weights", native=False)
-    assert all(c.fused_relu6 is None and c.native_op is None for _, c in plain.cells_and_names()
-               if isinstance(c, small_net.Conv2d))
+    assert not plain.pretrained.channels_last and all(b.nhwc is None for b in plain.pretrained.blocks())
+    assert all(c.native_op is None for _, c in plain.cells_and_names() if isinstance(c, small_net.Conv2d))
     x = np.load(os.path.join(FIXTURE, "input_96x64.npy"))
     ref = np.load(os.path.join(FIXTURE, "output_96x64.npy"))
     got = plain(ms.Tensor(x)).asnumpy()
@@ -160,12 +160,13 @@ def test_native_kernels_are_used_when_a_compiler_exists(ms_env, seeded):
     from depth_ms.models import native_kernels
 
     assert native_kernels.native_library() is not None
-    dw = [c for name, c in net.cells_and_names() if name.endswith("conv_dw")]
-    assert len(dw) == 24 and all(c.fused_relu6 is not None for c in dw)
-    convs = {name: c for name, c in net.cells_and_names() if isinstance(c, small_net.Conv2d)}
-    native = {name for name, c in convs.items() if c.native_op is not None or c.fused_relu6 is not None}
-    # all but the stem (3x3, stride 2) and the head's last 1x1 (one output channel)
-    assert set(convs) - native == {"pretrained.layer1.0", "scratch.output_conv.4"}
+    # encoder: every block channels last on the NHWC kernels (24 depthwise convs, 47 1x1 convs)
+    blocks = net.pretrained.blocks()
+    assert net.pretrained.channels_last and len(blocks) == 24 and all(b.nhwc is not None for b in blocks)
+    assert sum(len(b.nhwc) for b in blocks) == 24 + 47
+    # decoder: all but the head's last 1x1 (one output channel) on the NCHW kernels
+    convs = {name: c for name, c in net.scratch.cells_and_names() if isinstance(c, small_net.Conv2d)}
+    assert {name for name, c in convs.items() if c.native_op is None} == {"output_conv.4"}
 
 
 @needs_ms

@@ -2,8 +2,8 @@
 
 MindSpore's CPU Conv2D runs through oneDNN's ``gemm:jit`` on plain NCHW (DNNL_VERBOSE): 2-3 GFLOP/s for
 depthwise convolutions and 50-90 GFLOP/s for small 3x3 ones, which kept MiDaS small far from 15 frames/s
-on 2 cores. No maintained library offers these as MindSpore CPU ops, so the C++ source below (NCHW
-float32, register-blocked, std::thread) is compiled once with the system C++ compiler into
+on 2 cores. No maintained library offers these as MindSpore CPU ops, so the C++ source below (float32,
+register-blocked, std::thread) is compiled once with the system C++ compiler into
 ``$XDG_CACHE_HOME/depth_ms/kernels`` (default ``~/.cache``), keyed by source, flags and host
 (``-march=native``). Without a compiler, with ``DEPTH_MS_NATIVE_KERNELS=0`` or when the build fails,
 every getter returns None and callers use MindSpore's Conv2D (same result up to float32 rounding).
@@ -25,32 +25,43 @@ from mindspore import ops
 
 _LOG = logging.getLogger(__name__)
 
-# Native CPU kernels, NCHW float32, on up to $DEPTH_MS_NATIVE_THREADS threads (default: all hardware
+# Native CPU kernels, float32, on up to $DEPTH_MS_NATIVE_THREADS threads (default: all hardware
 # threads; jobs under 2M multiply-adds run serially). MindSpore keys a Custom op's shape inference by
 # its function name, hence one entry point per variant:
-# - DepthwiseBiasRelu6Stride{1,2}: depthwise conv (TF "same" padding) + bias + ReLU6; x (N, C, H, W),
-#   weight (C, 1, k, k), bias (C,) -> (N, C, ceil(H / s), ceil(W / s));
-# - Conv3x3{Plain,PreRelu,PreReluResidual,PostRelu}, Conv1x1{Plain,Residual,Relu6}: KxK conv, stride 1,
-#   padding K // 2, + bias, with ReLU on the input / a residual added / ReLU or ReLU6 on the output;
+# - NCHW (MiDaS decoder) Conv3x3{Plain,PreRelu,PreReluResidual,PostRelu}, Conv1x1Plain: KxK conv,
+#   stride 1, padding K // 2, + bias, with ReLU on the input / a residual added / ReLU on the output;
 #   x (N, Ci, H, W), weight packed as (Co / 8, Ci, K * K, 8) (see pack_conv), bias (Co,)
-#   [, residual (N, Co, H, W)] -> (N, Co, H, W).
+#   [, residual (N, Co, H, W)] -> (N, Co, H, W); Conv3x3FromNhwc: the same from x (N, H, W, C' >= Ci);
+# - NHWC (MiDaS encoder), channels zero-padded to a multiple of 16:
+#   PointwiseNhwc{Plain,Relu6,Residual}: 1x1 conv + bias [+ ReLU6 | + residual]; x (N, H, W, Ci),
+#   weight (Ci, Co) (see pack_pointwise), bias (Co,) [, residual (N, H, W, Co)] -> (N, H, W, Co);
+#   DepthwiseNhwcStride{1,2}: 3x3 or 5x5 depthwise conv (TF "same" padding) + bias + ReLU6;
+#   x (N, H, W, C), weight (K * K, C) (see pack_depthwise), bias (C,) -> (N, ceil(H / s), ceil(W / s), C);
+#   StemConv3x3Stride2Nhwc: 3x3 conv, stride 2 (TF "same") + bias + ReLU6 from NCHW to NHWC;
+#   x (N, Ci, H, W), weight (9 * Ci, Co) (see pack_stem), bias (Co,) -> (N, ceil(H / 2), ceil(W / 2), Co).
 _NATIVE_SOURCE = r"""
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
 // Runs body(begin, end) over [0, count) split across up to DEPTH_MS_NATIVE_THREADS threads (default:
 // all hardware threads), the caller taking the first share; small jobs (< min_work units) stay serial.
-template <typename Body>
-static void ParallelFor(int64_t count, int64_t work, Body body) {
+static int64_t Threads() {
   static const int64_t threads = [] {
     const char *env = std::getenv("DEPTH_MS_NATIVE_THREADS");
     const int64_t n = env ? std::atoll(env) : static_cast<int64_t>(std::thread::hardware_concurrency());
     return std::max<int64_t>(1, std::min<int64_t>(n, 16));
   }();
+  return threads;
+}
+
+template <typename Body>
+static void ParallelFor(int64_t count, int64_t work, Body body) {
+  const int64_t threads = Threads();
   const int64_t parts = std::min<int64_t>(work >= (int64_t{1} << 21) ? threads : 1, count);
   if (parts <= 1) {
     body(0, count);
@@ -61,72 +72,6 @@ static void ParallelFor(int64_t count, int64_t work, Body body) {
     pool.emplace_back(body, count * p / parts, count * (p + 1) / parts);
   body(0, count / parts);
   for (auto &t : pool) t.join();
-}
-
-// One (H, W) plane: zero-padded copy split into stride x stride phase planes, so that every tap is a
-// contiguous multiply-add over the flattened output (columns ow..qw-1 of each row are scratch).
-template <int S>
-static void DepthwisePlane(const float *src, int64_t height, int64_t width, const float *taps, int64_t k,
-                           float bias, float *dst, int64_t out_h, int64_t out_w, int64_t pad_top,
-                           int64_t pad_left, std::vector<float> &phases, std::vector<float> &acc) {
-  const int64_t padded_h = (out_h - 1) * S + k, padded_w = (out_w - 1) * S + k;
-  const int64_t qh = (padded_h + S - 1) / S, qw = (padded_w + S - 1) / S, plane = qh * qw;
-  phases.assign(S * S * plane, 0.0f);
-  for (int64_t y = 0; y < padded_h; ++y) {
-    const int64_t sy = y - pad_top;
-    if (sy < 0 || sy >= height) continue;
-    const float *in = src + sy * width;
-    const int64_t x_lo = std::max<int64_t>(pad_left, 0), x_hi = std::min<int64_t>(padded_w, width + pad_left);
-    float *rows = phases.data() + (y % S) * S * plane + (y / S) * qw;
-    for (int64_t r = 0; r < S; ++r) {  // column phase r: x = r, r + S, ... (strided read, contiguous write)
-      float *row = rows + r * plane;
-      for (int64_t x = x_lo + ((r - x_lo % S) + S) % S; x < x_hi; x += S) row[x / S] = in[x - pad_left];
-    }
-  }
-  const int64_t span = (out_h - 1) * qw + out_w;
-  acc.assign(span, bias);
-  float *a = acc.data();
-  for (int64_t ky = 0; ky < k; ++ky) {
-    for (int64_t kx = 0; kx < k; ++kx) {
-      const float tap = taps[ky * k + kx];
-      const float *p = phases.data() + ((ky % S) * S + kx % S) * plane + (ky / S) * qw + kx / S;
-      for (int64_t i = 0; i < span; ++i) a[i] += tap * p[i];
-    }
-  }
-  for (int64_t oy = 0; oy < out_h; ++oy)
-    for (int64_t ox = 0; ox < out_w; ++ox) dst[oy * out_w + ox] = std::min(std::max(a[oy * qw + ox], 0.0f), 6.0f);
-}
-
-template <int S>
-static int DepthwiseBiasRelu6(int nparam, void **params, int *ndims, int64_t **shapes) {
-  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || ndims[3] != 4) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *weight = static_cast<const float *>(params[1]);
-  const float *bias = static_cast<const float *>(params[2]);
-  float *y = static_cast<float *>(params[3]);
-  const int64_t batch = shapes[0][0], channels = shapes[0][1], height = shapes[0][2], width = shapes[0][3];
-  const int64_t k = shapes[1][2], out_h = shapes[3][2], out_w = shapes[3][3];
-  const int64_t pad_top = std::max<int64_t>((out_h - 1) * S + k - height, 0) / 2;
-  const int64_t pad_left = std::max<int64_t>((out_w - 1) * S + k - width, 0) / 2;
-  ParallelFor(batch * channels, batch * channels * out_h * out_w * k * k, [&](int64_t begin, int64_t end) {
-    std::vector<float> phases, acc;
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t c = p % channels;
-      DepthwisePlane<S>(x + p * height * width, height, width, weight + c * k * k, k, bias[c],
-                        y + p * out_h * out_w, out_h, out_w, pad_top, pad_left, phases, acc);
-    }
-  });
-  return 0;
-}
-
-extern "C" int DepthwiseBiasRelu6Stride1(int nparam, void **params, int *ndims, int64_t **shapes,
-                                         const char **dtypes, void *stream, void *extra) {
-  return DepthwiseBiasRelu6<1>(nparam, params, ndims, shapes);
-}
-
-extern "C" int DepthwiseBiasRelu6Stride2(int nparam, void **params, int *ndims, int64_t **shapes,
-                                         const char **dtypes, void *stream, void *extra) {
-  return DepthwiseBiasRelu6<2>(nparam, params, ndims, shapes);
 }
 
 typedef float Vec16 __attribute__((vector_size(64)));
@@ -144,7 +89,7 @@ static inline Vec16 LoadVec(const float *p) {
 // (Co / 8, Ci, K * K, 8), + bias, optional ReLU on the input, residual add and output activation.
 // Each input plane is copied zero-padded to (H + K - 1, W + K - 1) and the output is computed on the
 // flattened padded grid, so every tap is one contiguous shifted load.
-template <int K, bool PreRelu, bool Residual, Activation Act>
+template <int K, bool PreRelu, bool Residual, Activation Act, bool NhwcIn = false>
 static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
   if (nparam != (Residual ? 5 : 4) || ndims[0] != 4 || ndims[1] != 4) return 1;
   const float *x = static_cast<const float *>(params[0]);
@@ -152,21 +97,34 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
   const float *bias = static_cast<const float *>(params[2]);
   const float *residual = Residual ? static_cast<const float *>(params[3]) : nullptr;
   float *y = static_cast<float *>(params[nparam - 1]);
-  const int64_t batch = shapes[0][0], in_ch = shapes[0][1], height = shapes[0][2], width = shapes[0][3];
+  // NhwcIn: x is (N, H, W, C') channels last with C' >= Ci (padding channels ignored)
+  const int64_t batch = shapes[0][0], in_ch = shapes[1][1], x_ch = NhwcIn ? shapes[0][3] : in_ch;
+  const int64_t height = shapes[0][NhwcIn ? 1 : 2], width = shapes[0][NhwcIn ? 2 : 3];
   const int64_t blocks = shapes[1][0], out_ch = blocks * kBlockCo;
-  if (shapes[1][1] != in_ch || shapes[1][2] != K * K || shapes[1][3] != kBlockCo) return 2;
+  if (shapes[0][NhwcIn ? 3 : 1] < in_ch || (!NhwcIn && shapes[0][1] != in_ch)) return 2;
+  if (shapes[1][2] != K * K || shapes[1][3] != kBlockCo) return 2;
   constexpr int64_t pad = K / 2;
   const int64_t pw = width + 2 * pad, plane = (height + 2 * pad) * pw;
   const int64_t span = (height - 1) * pw + width;
   const int64_t chunks = (span + kChunk - 1) / kChunk;
   std::vector<float> padded(in_ch * plane + 2 * pad * (pw + 1) + kChunk, 0.0f);
   for (int64_t n = 0; n < batch; ++n) {
-    const float *xn = x + n * in_ch * height * width;
-    for (int64_t c = 0; c < in_ch; ++c) {
+    const float *xn = x + n * x_ch * height * width;
+    if (NhwcIn) {  // transpose into the padded planes, pixel by pixel
       for (int64_t r = 0; r < height; ++r) {
-        const float *src = xn + (c * height + r) * width;
-        float *dst = padded.data() + c * plane + (r + pad) * pw + pad;
-        for (int64_t i = 0; i < width; ++i) dst[i] = PreRelu ? std::max(src[i], 0.0f) : src[i];
+        for (int64_t i = 0; i < width; ++i) {
+          const float *src = xn + (r * width + i) * x_ch;
+          float *dst = padded.data() + (r + pad) * pw + pad + i;
+          for (int64_t c = 0; c < in_ch; ++c) dst[c * plane] = PreRelu ? std::max(src[c], 0.0f) : src[c];
+        }
+      }
+    } else {
+      for (int64_t c = 0; c < in_ch; ++c) {
+        for (int64_t r = 0; r < height; ++r) {
+          const float *src = xn + (c * height + r) * width;
+          float *dst = padded.data() + c * plane + (r + pad) * pw + pad;
+          for (int64_t i = 0; i < width; ++i) dst[i] = PreRelu ? std::max(src[i], 0.0f) : src[i];
+        }
       }
     }
     // One register block: 8 output channels x 32 flattened positions, written straight to y.
@@ -228,18 +186,466 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
   return 0;
 }
 
-#define CONV_ENTRY(name, k, pre_relu, residual, act)                                             \
+constexpr int64_t kLanes = 16;
+
+static inline void StoreVec(float *p, Vec16 v) { std::memcpy(p, &v, sizeof(v)); }
+
+template <Activation Act>
+static inline Vec16 Activate(Vec16 v) {
+  if (Act == kNone) return v;
+  const Vec16 zero = Vec16{};
+  v = v > zero ? v : zero;
+  if (Act == kRelu6) {
+    const Vec16 six = Vec16{} + 6.0f;
+    v = v < six ? v : six;
+  }
+  return v;
+}
+
+// ---- Winograd F(2x2, 3x3): 3x3 convolution, stride 1, padding 1, NCHW, 2.25x fewer multiplies ----
+// x (N, Ci, H, W), weight transformed as U (16, Ci, Co) = G g G^T (see pack_winograd), bias (Co,)
+// [, residual (N, Co, H, W)] -> (N, Co, H, W); Co a multiple of 8. Output tiles of 2x2 pixels are
+// processed in blocks of 64 consecutive (row-major) tiles, 16 tiles per vector: input transform
+// V = B^T d B from even / odd column planes of the zero-padded input, 16 GEMMs M[xi] = U[xi]^T V[xi]
+// (channels x tiles), output transform Y = A^T M A written back as whole rows.
+constexpr int64_t kWinogradBlock = 64;
+
+// 8 output channels x NV * 16 tiles of one GEMM: m[r][t] = sum_k u[k][r] * v[k][t] (u rows of
+// u_stride floats, v rows of v_stride floats, m rows of m_stride floats).
+template <int NV>
+static inline void WinogradGemm(const float *u, int64_t u_stride, int64_t ci, const float *v, int64_t v_stride,
+                                float *m, int64_t m_stride) {
+  constexpr int Rows = 8;
+  Vec16 acc[Rows][NV];
+  for (int r = 0; r < Rows; ++r)
+    for (int j = 0; j < NV; ++j) acc[r][j] = Vec16{};
+  for (int64_t k = 0; k < ci; ++k) {
+    Vec16 vv[NV];
+    for (int j = 0; j < NV; ++j) vv[j] = LoadVec(v + k * v_stride + j * kLanes);
+    for (int r = 0; r < Rows; ++r) {
+      const float a = u[k * u_stride + r];
+      for (int j = 0; j < NV; ++j) acc[r][j] += a * vv[j];
+    }
+  }
+  for (int r = 0; r < Rows; ++r)
+    for (int j = 0; j < NV; ++j) StoreVec(m + r * m_stride + j * kLanes, acc[r][j]);
+}
+
+// B^T d B of 4x4 patches d (T = float or Vec16: one patch per lane).
+template <typename T>
+static inline void InputTransform(const T d[4][4], T out[16]) {
+  T t[4][4];
+  for (int c = 0; c < 4; ++c) {
+    t[0][c] = d[0][c] - d[2][c];
+    t[1][c] = d[1][c] + d[2][c];
+    t[2][c] = d[2][c] - d[1][c];
+    t[3][c] = d[1][c] - d[3][c];
+  }
+  for (int r = 0; r < 4; ++r) {
+    out[r * 4 + 0] = t[r][0] - t[r][2];
+    out[r * 4 + 1] = t[r][1] + t[r][2];
+    out[r * 4 + 2] = t[r][2] - t[r][1];
+    out[r * 4 + 3] = t[r][1] - t[r][3];
+  }
+}
+
+// A^T m A of 4x4 transformed tiles m (T = float or Vec16) -> y[i][j], 2x2 outputs.
+template <typename T>
+static inline void OutputTransform(const T m[16], T y[2][2]) {
+  T s[2][4];
+  for (int c = 0; c < 4; ++c) {
+    s[0][c] = m[c] + m[4 + c] + m[8 + c];
+    s[1][c] = m[4 + c] - m[8 + c] - m[12 + c];
+  }
+  for (int i = 0; i < 2; ++i) {
+    y[i][0] = s[i][0] + s[i][1] + s[i][2];
+    y[i][1] = s[i][1] - s[i][2] - s[i][3];
+  }
+}
+
+template <Activation Act>
+static inline float ActivateScalar(float v) {
+  if (Act != kNone) v = std::max(v, 0.0f);
+  if (Act == kRelu6) v = std::min(v, 6.0f);
+  return v;
+}
+
+template <bool PreRelu, bool Residual, Activation Act>
+static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != (Residual ? 5 : 4) || ndims[0] != 4 || ndims[1] != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *u = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  const float *residual = Residual ? static_cast<const float *>(params[3]) : nullptr;
+  float *y = static_cast<float *>(params[nparam - 1]);
+  const int64_t batch = shapes[0][0], in_ch = shapes[0][1], height = shapes[0][2], width = shapes[0][3];
+  const int64_t out_ch = shapes[1][2];
+  if (shapes[1][0] != 16 || shapes[1][1] != in_ch || out_ch % 8) return 2;
+  const int64_t tiles_h = (height + 1) / 2, tiles_w = (width + 1) / 2, tiles = tiles_h * tiles_w;
+  // even / odd columns of the input padded by one pixel: phase[c][parity][row][k] = xpad[row][2k + parity]
+  const int64_t rows = 2 * tiles_h + 2, cols = tiles_w + 1 + kLanes, phase = rows * cols;
+  std::vector<float> phases(in_ch * 2 * phase);
+  constexpr int64_t block = kWinogradBlock;
+  const int64_t blocks = (tiles + block - 1) / block, plane = height * width;
+  const int64_t span = std::min(block, (tiles + kLanes - 1) / kLanes * kLanes);  // buffer row: tiles per block
+  for (int64_t n = 0; n < batch; ++n) {
+    const float *xn = x + n * in_ch * plane;
+    ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        float *even = phases.data() + c * 2 * phase, *odd = even + phase;
+        std::fill(even, even + 2 * phase, 0.0f);
+        for (int64_t r = 0; r < height; ++r) {
+          const float *src = xn + c * plane + r * width;
+          float *e = even + (r + 1) * cols, *o = odd + (r + 1) * cols;
+          for (int64_t i = 0; i < width; i += 2) {  // padded columns i + 1 (odd) and i + 2 (even)
+            o[i >> 1] = PreRelu ? std::max(src[i], 0.0f) : src[i];
+            if (i + 1 < width) e[(i >> 1) + 1] = PreRelu ? std::max(src[i + 1], 0.0f) : src[i + 1];
+          }
+        }
+      }
+    });
+    float *yn = y + n * out_ch * plane;
+    const float *rn = Residual ? residual + n * out_ch * plane : nullptr;
+    // work items: (block, slice of the output channels); few blocks (small maps) split the channels
+    // instead, each item then repeating its block's (cheap) input transform
+    const int64_t slices = std::min<int64_t>(out_ch / 8, std::max<int64_t>(1, (Threads() + blocks - 1) / blocks));
+    ParallelFor(blocks * slices, tiles * in_ch * out_ch * 16, [&](int64_t begin, int64_t end) {
+      // v_buf[xi][c][t], m_buf[xi][co][t]: t = tile index within the block, rows of `span` tiles;
+      // every value read is written first (no zeroing)
+      std::unique_ptr<float[]> v_buf(new float[16 * in_ch * span]), m_buf(new float[16 * out_ch * span]);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t b = item / slices, slice = item % slices;
+        const int64_t co_begin = out_ch / 8 * slice / slices * 8, co_end = out_ch / 8 * (slice + 1) / slices * 8;
+        const int64_t t0 = b * block, count = std::min(block, tiles - t0);
+        const int64_t columns = (count + kLanes - 1) / kLanes * kLanes;  // GEMM columns: tiles, whole vectors
+        // input transform
+        for (int64_t c = 0; c < in_ch; ++c) {
+          const float *even = phases.data() + c * 2 * phase, *odd = even + phase;
+          float *vc = v_buf.get() + c * span;
+          for (int64_t g = 0; g < columns; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
+            const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
+            Vec16 d[4][4], out[16];
+            if (tw + kLanes <= tiles_w && g + kLanes <= count) {  // along one tile row: contiguous loads
+              for (int r = 0; r < 4; ++r) {
+                const float *e = even + (2 * th + r) * cols + tw, *o = odd + (2 * th + r) * cols + tw;
+                d[r][0] = LoadVec(e), d[r][1] = LoadVec(o), d[r][2] = LoadVec(e + 1), d[r][3] = LoadVec(o + 1);
+              }
+            } else {  // across tile rows or past the last tile (zeros): gathered lane by lane
+              float lanes[4][4][kLanes] = {};
+              for (int64_t l = 0; l < kLanes && g + l < count; ++l) {
+                const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
+                for (int r = 0; r < 4; ++r) {
+                  const float *e = even + (2 * lh + r) * cols + lw, *o = odd + (2 * lh + r) * cols + lw;
+                  lanes[r][0][l] = e[0], lanes[r][1][l] = o[0], lanes[r][2][l] = e[1], lanes[r][3][l] = o[1];
+                }
+              }
+              for (int r = 0; r < 4; ++r)
+                for (int c = 0; c < 4; ++c) d[r][c] = LoadVec(lanes[r][c]);
+            }
+            InputTransform(d, out);
+            for (int xi = 0; xi < 16; ++xi) StoreVec(vc + xi * in_ch * span + g, out[xi]);
+          }
+        }
+        // 16 GEMMs, 8 output channels x 32 (or 16) tiles per register block
+        for (int xi = 0; xi < 16; ++xi) {
+          const float *vx = v_buf.get() + xi * in_ch * span, *ux = u + xi * in_ch * out_ch;
+          float *mx = m_buf.get() + xi * out_ch * span;
+          for (int64_t co = co_begin; co < co_end; co += 8) {
+            int64_t t = 0;
+            for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
+              WinogradGemm<2>(ux + co, out_ch, in_ch, vx + t, span, mx + co * span + t, span);
+            if (t < columns) WinogradGemm<1>(ux + co, out_ch, in_ch, vx + t, span, mx + co * span + t, span);
+          }
+        }
+        // output transform (+ bias, residual, activation)
+        for (int64_t co = co_begin; co < co_end; ++co) {
+          const float *mc = m_buf.get() + co * span;
+          const float bc = bias[co];
+          float *yc = yn + co * plane;
+          const float *rc = Residual ? rn + co * plane : nullptr;
+          for (int64_t g = 0; g < count; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
+            const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
+            Vec16 m[16], out[2][2];
+            for (int xi = 0; xi < 16; ++xi) m[xi] = LoadVec(mc + xi * out_ch * span + g);
+            OutputTransform(m, out);
+            for (int i = 0; i < 2; ++i)
+              for (int j = 0; j < 2; ++j) out[i][j] += bc;
+            if (tw + kLanes <= tiles_w && g + kLanes <= count && 2 * (tw + kLanes) <= width) {  // whole rows
+              for (int i = 0; i < 2 && 2 * th + i < height; ++i) {  // interleave the two output columns
+                typedef int Mask16 __attribute__((vector_size(64)));
+                const Mask16 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+                const Mask16 hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+                float *row = yc + (2 * th + i) * width + 2 * tw;
+                Vec16 first = __builtin_shuffle(out[i][0], out[i][1], lo);
+                Vec16 second = __builtin_shuffle(out[i][0], out[i][1], hi);
+                if (Residual) {
+                  const float *res_row = rc + (2 * th + i) * width + 2 * tw;
+                  first += LoadVec(res_row);
+                  second += LoadVec(res_row + kLanes);
+                }
+                StoreVec(row, Activate<Act>(first));
+                StoreVec(row + kLanes, Activate<Act>(second));
+              }
+            } else {  // pixel by pixel
+              float values[2][2][kLanes];
+              std::memcpy(values, out, sizeof(values));
+              for (int64_t l = 0; l < kLanes && g + l < count; ++l) {
+                const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
+                for (int i = 0; i < 2 && 2 * lh + i < height; ++i) {
+                  for (int j = 0; j < 2 && 2 * lw + j < width; ++j) {
+                    const int64_t at = (2 * lh + i) * width + 2 * lw + j;
+                    yc[at] = ActivateScalar<Act>(values[i][j][l] + (Residual ? rc[at] : 0.0f));
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+  return 0;
+}
+
+#define WINOGRAD_ENTRY(name, pre_relu, residual, act)                                            \
   extern "C" int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, \
                       void *stream, void *extra) {                                               \
-    return ConvKxK<k, pre_relu, residual, act>(nparam, params, ndims, shapes);                    \
+    return Winograd3x3<pre_relu, residual, act>(nparam, params, ndims, shapes);                   \
   }
-CONV_ENTRY(Conv3x3Plain, 3, false, false, kNone)
-CONV_ENTRY(Conv3x3PreRelu, 3, true, false, kNone)
-CONV_ENTRY(Conv3x3PreReluResidual, 3, true, true, kNone)
-CONV_ENTRY(Conv3x3PostRelu, 3, false, false, kRelu)
-CONV_ENTRY(Conv1x1Plain, 1, false, false, kNone)
-CONV_ENTRY(Conv1x1Residual, 1, false, true, kNone)
-CONV_ENTRY(Conv1x1Relu6, 1, false, false, kRelu6)
+WINOGRAD_ENTRY(Winograd3x3Plain, false, false, kNone)
+WINOGRAD_ENTRY(Winograd3x3PreRelu, true, false, kNone)
+WINOGRAD_ENTRY(Winograd3x3PreReluResidual, true, true, kNone)
+WINOGRAD_ENTRY(Winograd3x3PostRelu, false, false, kRelu)
+
+// ---- Channels-last (NHWC) kernels for the MiDaS small encoder: channels padded to a multiple of 16 ----
+
+// Rows positions x NV * 16 output channels: y = act(x @ w + bias (+ residual)); x rows of ci floats,
+// w (ci, co) row-major, y / residual rows of co floats.
+template <int Rows, int NV, bool Residual, Activation Act>
+static inline void PointwiseTile(const float *x, int64_t ci, const float *w, int64_t co, const float *bias,
+                                 const float *res, float *y) {
+  Vec16 acc[Rows][NV];
+  for (int v = 0; v < NV; ++v) {
+    const Vec16 b = LoadVec(bias + v * kLanes);
+    for (int r = 0; r < Rows; ++r) acc[r][v] = b;
+  }
+  for (int64_t k = 0; k < ci; ++k) {
+    Vec16 wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = LoadVec(w + k * co + v * kLanes);
+    for (int r = 0; r < Rows; ++r) {
+      const float a = x[r * ci + k];
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * wv[v];
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      Vec16 o = acc[r][v];
+      if (Residual) o += LoadVec(res + r * co + v * kLanes);
+      StoreVec(y + r * co + v * kLanes, Activate<Act>(o));
+    }
+  }
+}
+
+// 1x1 convolution as a GEMM over the N * H * W positions: x (N, H, W, Ci), weight (Ci, Co), bias (Co,)
+// [, residual (N, H, W, Co)] -> (N, H, W, Co); Ci and Co multiples of 16.
+template <bool Residual, Activation Act>
+static int PointwiseNhwc(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != (Residual ? 5 : 4) || ndims[0] != 4 || ndims[1] != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  const float *res = Residual ? static_cast<const float *>(params[3]) : nullptr;
+  float *y = static_cast<float *>(params[nparam - 1]);
+  const int64_t rows = shapes[0][0] * shapes[0][1] * shapes[0][2], ci = shapes[0][3], co = shapes[1][1];
+  if (shapes[1][0] != ci || ci % kLanes || co % kLanes) return 2;
+  constexpr int64_t kRows = 6, kPanel = 4 * kLanes;  // 24 accumulators: 6 positions x 64 channels
+  const int64_t panels = (co + kPanel - 1) / kPanel, tiles = (rows + kRows - 1) / kRows;
+  // One tile: kRows positions (fewer at the end, one at a time) x one panel of up to 64 channels.
+  auto run = [&](int64_t tile, int64_t panel) {
+    const int64_t r0 = tile * kRows, c0 = panel * kPanel, nr = std::min(kRows, rows - r0);
+    const int64_t vectors = std::min(kPanel, co - c0) / kLanes;
+    const float *xt = x + r0 * ci, *wp = w + c0, *bp = bias + c0;
+    const float *rt = Residual ? res + r0 * co + c0 : nullptr;
+    float *yt = y + r0 * co + c0;
+    if (nr == kRows) {
+      switch (vectors) {
+        case 4: return PointwiseTile<kRows, 4, Residual, Act>(xt, ci, wp, co, bp, rt, yt);
+        case 3: return PointwiseTile<kRows, 3, Residual, Act>(xt, ci, wp, co, bp, rt, yt);
+        case 2: return PointwiseTile<kRows, 2, Residual, Act>(xt, ci, wp, co, bp, rt, yt);
+        default: return PointwiseTile<kRows, 1, Residual, Act>(xt, ci, wp, co, bp, rt, yt);
+      }
+    }
+    for (int64_t r = 0; r < nr; ++r) {
+      const float *rr = Residual ? rt + r * co : nullptr;
+      for (int64_t v = 0; v < vectors; ++v)
+        PointwiseTile<1, 1, Residual, Act>(xt + r * ci, ci, wp + v * kLanes, co, bp + v * kLanes,
+                                           Residual ? rr + v * kLanes : nullptr, yt + r * co + v * kLanes);
+    }
+  };
+  const int64_t work = rows * ci * co;
+  if (ci * co > rows * ci) {  // weights larger than the input: split the channel panels
+    ParallelFor(panels, work, [&](int64_t begin, int64_t end) {
+      for (int64_t panel = begin; panel < end; ++panel)
+        for (int64_t tile = 0; tile < tiles; ++tile) run(tile, panel);
+    });
+  } else {  // split the positions; each tile's inputs stay hot across the panels
+    ParallelFor(tiles, work, [&](int64_t begin, int64_t end) {
+      for (int64_t tile = begin; tile < end; ++tile)
+        for (int64_t panel = 0; panel < panels; ++panel) run(tile, panel);
+    });
+  }
+  return 0;
+}
+
+// One output position, 16 channels: taps ky in [ky0, ky1), kx in [kx0, kx1) of the k x k window
+// whose top-left input pixel is `in` (row stride `row`, pixel stride `pixel` floats). Border pixels.
+static inline void DepthwisePixel(const float *in, int64_t row, int64_t pixel, const float *w, int64_t k,
+                                  int64_t channels, const float *bias, int64_t ky0, int64_t ky1, int64_t kx0,
+                                  int64_t kx1, float *out) {
+  Vec16 acc = LoadVec(bias);
+  for (int64_t ky = ky0; ky < ky1; ++ky)
+    for (int64_t kx = kx0; kx < kx1; ++kx)
+      acc += LoadVec(w + (ky * k + kx) * channels) * LoadVec(in + ky * row + kx * pixel);
+  StoreVec(out, Activate<kRelu6>(acc));
+}
+
+// P neighbouring output positions of one row, 16 channels, every column tap inside the image: each
+// weight vector is loaded once for the P positions.
+template <int K, int S, int P>
+static inline void DepthwiseRun(const float *in, int64_t row, int64_t pixel, const float *w, int64_t channels,
+                                const float *bias, int64_t ky0, int64_t ky1, float *out) {
+  Vec16 acc[P];
+  const Vec16 b = LoadVec(bias);
+  for (int p = 0; p < P; ++p) acc[p] = b;
+  for (int64_t ky = ky0; ky < ky1; ++ky) {
+    const float *r = in + ky * row;
+    for (int kx = 0; kx < K; ++kx) {
+      const Vec16 wv = LoadVec(w + (ky * K + kx) * channels);
+      for (int p = 0; p < P; ++p) acc[p] += wv * LoadVec(r + (p * S + kx) * pixel);
+    }
+  }
+  for (int p = 0; p < P; ++p) StoreVec(out + p * pixel, Activate<kRelu6>(acc[p]));
+}
+
+// Depthwise K x K convolution, stride S, TF "same" padding, + bias + ReLU6: x (N, H, W, C),
+// weight (K * K, C), bias (C,) -> (N, ceil(H / S), ceil(W / S), C); C a multiple of 16.
+template <int K, int S>
+static int DepthwiseNhwc(int nparam, void **params, int *ndims, int64_t **shapes) {
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  float *y = static_cast<float *>(params[3]);
+  const int64_t batch = shapes[0][0], height = shapes[0][1], width = shapes[0][2], channels = shapes[0][3];
+  const int64_t out_h = shapes[3][1], out_w = shapes[3][2];
+  const int64_t pad_top = std::max<int64_t>((out_h - 1) * S + K - height, 0) / 2;
+  const int64_t pad_left = std::max<int64_t>((out_w - 1) * S + K - width, 0) / 2;
+  const int64_t row = width * channels;
+  // output columns whose K column taps all lie inside the image
+  const int64_t inner_lo = std::min<int64_t>((pad_left + S - 1) / S, out_w);
+  const int64_t inner_hi = std::max<int64_t>(inner_lo, std::min<int64_t>(out_w, (width - K + pad_left) / S + 1));
+  constexpr int P = 8;
+  ParallelFor(batch * out_h, batch * out_h * out_w * channels * K * K, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / out_h, oy = p % out_h, iy = oy * S - pad_top;
+      const int64_t ky0 = std::max<int64_t>(0, -iy), ky1 = std::min<int64_t>(K, height - iy);
+      const float *in_row = x + (n * height + iy) * row;  // window row origin (may lie outside)
+      float *out_row = y + (n * out_h + oy) * out_w * channels;
+      for (int64_t c = 0; c < channels; c += kLanes) {
+        auto border = [&](int64_t ox) {
+          const int64_t ix = ox * S - pad_left;
+          DepthwisePixel(in_row + ix * channels + c, row, channels, w + c, K, channels, bias + c, ky0, ky1,
+                         std::max<int64_t>(0, -ix), std::min<int64_t>(K, width - ix), out_row + ox * channels + c);
+        };
+        int64_t ox = 0;
+        for (; ox < inner_lo; ++ox) border(ox);
+        for (; ox + P <= inner_hi; ox += P)
+          DepthwiseRun<K, S, P>(in_row + (ox * S - pad_left) * channels + c, row, channels, w + c, channels,
+                                bias + c, ky0, ky1, out_row + ox * channels + c);
+        for (; ox < inner_hi; ++ox)
+          DepthwiseRun<K, S, 1>(in_row + (ox * S - pad_left) * channels + c, row, channels, w + c, channels,
+                                bias + c, ky0, ky1, out_row + ox * channels + c);
+        for (; ox < out_w; ++ox) border(ox);
+      }
+    }
+  });
+  return 0;
+}
+
+// Checks the shapes, then runs the K x K kernel (K = 3 or 5).
+template <int S>
+static int DepthwiseNhwcAny(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 2 || ndims[3] != 4) return 1;
+  if (shapes[1][1] != shapes[0][3] || shapes[0][3] % kLanes) return 2;
+  if (shapes[1][0] == 9) return DepthwiseNhwc<3, S>(nparam, params, ndims, shapes);
+  if (shapes[1][0] == 25) return DepthwiseNhwc<5, S>(nparam, params, ndims, shapes);
+  return 3;
+}
+
+// The EfficientNet stem: 3x3 convolution, stride 2, TF "same" padding, + bias + ReLU6, from NCHW to
+// NHWC: x (N, Ci, H, W), weight (9 * Ci, Co) rows ordered (ky, kx, ci), bias (Co,) -> (N, ceil(H / 2),
+// ceil(W / 2), Co); Co a multiple of 16, at most 64.
+static int StemConv3x3Stride2(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 2 || ndims[3] != 4) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  float *y = static_cast<float *>(params[3]);
+  constexpr int64_t K = 3, S = 2, kMaxVectors = 4;
+  const int64_t batch = shapes[0][0], in_ch = shapes[0][1], height = shapes[0][2], width = shapes[0][3];
+  const int64_t out_ch = shapes[1][1], out_h = shapes[3][1], out_w = shapes[3][2], vectors = out_ch / kLanes;
+  if (shapes[1][0] != K * K * in_ch || out_ch % kLanes || vectors > kMaxVectors) return 2;
+  const int64_t pad_top = std::max<int64_t>((out_h - 1) * S + K - height, 0) / 2;
+  const int64_t pad_left = std::max<int64_t>((out_w - 1) * S + K - width, 0) / 2;
+  ParallelFor(batch * out_h, batch * out_h * out_w * out_ch * K * K * in_ch, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / out_h, oy = p % out_h;
+      for (int64_t ox = 0; ox < out_w; ++ox) {
+        Vec16 acc[kMaxVectors];
+        for (int64_t v = 0; v < vectors; ++v) acc[v] = LoadVec(bias + v * kLanes);
+        for (int64_t ky = 0; ky < K; ++ky) {
+          const int64_t iy = oy * S - pad_top + ky;
+          if (iy < 0 || iy >= height) continue;
+          for (int64_t kx = 0; kx < K; ++kx) {
+            const int64_t ix = ox * S - pad_left + kx;
+            if (ix < 0 || ix >= width) continue;
+            for (int64_t c = 0; c < in_ch; ++c) {
+              const float value = x[((n * in_ch + c) * height + iy) * width + ix];
+              const float *row = w + ((ky * K + kx) * in_ch + c) * out_ch;
+              for (int64_t v = 0; v < vectors; ++v) acc[v] += value * LoadVec(row + v * kLanes);
+            }
+          }
+        }
+        float *out = y + ((n * out_h + oy) * out_w + ox) * out_ch;
+        for (int64_t v = 0; v < vectors; ++v) StoreVec(out + v * kLanes, Activate<kRelu6>(acc[v]));
+      }
+    }
+  });
+  return 0;
+}
+
+#define NHWC_ENTRY(name, call)                                                                   \
+  extern "C" int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, \
+                      void *stream, void *extra) {                                               \
+    return call(nparam, params, ndims, shapes);                                                  \
+  }
+NHWC_ENTRY(PointwiseNhwcPlain, (PointwiseNhwc<false, kNone>))
+NHWC_ENTRY(PointwiseNhwcRelu6, (PointwiseNhwc<false, kRelu6>))
+NHWC_ENTRY(PointwiseNhwcResidual, (PointwiseNhwc<true, kNone>))
+NHWC_ENTRY(DepthwiseNhwcStride1, DepthwiseNhwcAny<1>)
+NHWC_ENTRY(DepthwiseNhwcStride2, DepthwiseNhwcAny<2>)
+NHWC_ENTRY(StemConv3x3Stride2Nhwc, StemConv3x3Stride2)
+
+#define CONV_ENTRY(name, k, pre_relu, residual, act, nhwc_in)                                    \
+  extern "C" int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, \
+                      void *stream, void *extra) {                                               \
+    return ConvKxK<k, pre_relu, residual, act, nhwc_in>(nparam, params, ndims, shapes);           \
+  }
+CONV_ENTRY(Conv3x3Plain, 3, false, false, kNone, false)
+CONV_ENTRY(Conv3x3PreRelu, 3, true, false, kNone, false)
+CONV_ENTRY(Conv3x3PreReluResidual, 3, true, true, kNone, false)
+CONV_ENTRY(Conv3x3PostRelu, 3, false, false, kRelu, false)
+CONV_ENTRY(Conv1x1Plain, 1, false, false, kNone, false)
+CONV_ENTRY(Conv3x3FromNhwc, 3, false, false, kNone, true)
 """
 # std::thread, not OpenMP: libgomp's spinning workers fought MindSpore's pool (PyNative ran 2x slower)
 _CXX_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
@@ -283,25 +689,9 @@ def native_library() -> str | None:
     return path
 
 
-@functools.lru_cache(maxsize=None)
-def native_depthwise_op(stride: int):
-    """``ops.Custom`` running depthwise conv + bias + ReLU6 with ``stride``, or None when unavailable."""
-    library = native_library()
-    if library is None or stride not in (1, 2):
-        return None
-
-    def out_shape(x_shape, weight_shape, bias_shape):
-        return (x_shape[0], x_shape[1], -(-x_shape[2] // stride), -(-x_shape[3] // stride))
-
-    def out_dtype(x_dtype, weight_dtype, bias_dtype):
-        return x_dtype
-
-    return ops.Custom(f"{library}:DepthwiseBiasRelu6Stride{stride}", out_shape=out_shape, out_dtype=out_dtype,
-                      func_type="aot")
-
-
 CONV_KERNELS = ("Conv3x3Plain", "Conv3x3PreRelu", "Conv3x3PreReluResidual", "Conv3x3PostRelu", "Conv1x1Plain",
-                "Conv1x1Residual", "Conv1x1Relu6")
+                "Conv3x3FromNhwc", "Winograd3x3Plain", "Winograd3x3PreRelu", "Winograd3x3PreReluResidual",
+                "Winograd3x3PostRelu")
 PACK = 8  # output channels per register block of the conv kernels
 
 
@@ -313,12 +703,113 @@ def native_conv_op(kernel: str):
         return None
 
     def out_shape(x_shape, weight_shape, bias_shape, *residual_shape):
+        if kernel.endswith("FromNhwc"):  # (N, H, W, C') in
+            return (x_shape[0], bias_shape[0], x_shape[1], x_shape[2])
         return (x_shape[0], bias_shape[0], x_shape[2], x_shape[3])
 
     def out_dtype(x_dtype, *other_dtypes):
         return x_dtype
 
     return ops.Custom(f"{library}:{kernel}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+
+
+NHWC_LANES = 16  # channel padding of the NHWC kernels
+
+
+def padded_channels(channels: int) -> int:
+    """``channels`` rounded up to a multiple of NHWC_LANES (the NHWC kernels' channel padding)."""
+    return -(-channels // NHWC_LANES) * NHWC_LANES
+
+
+@functools.lru_cache(maxsize=None)
+def native_pointwise_op(variant: str):
+    """``ops.Custom`` for the NHWC 1x1 kernel ``PointwiseNhwc{variant}`` (Plain, Relu6, Residual), or None."""
+    library = native_library()
+    if library is None or variant not in ("Plain", "Relu6", "Residual"):
+        return None
+
+    def out_shape(x_shape, weight_shape, bias_shape, *residual_shape):
+        return (x_shape[0], x_shape[1], x_shape[2], weight_shape[1])
+
+    def out_dtype(x_dtype, *other_dtypes):
+        return x_dtype
+
+    return ops.Custom(f"{library}:PointwiseNhwc{variant}", out_shape=out_shape, out_dtype=out_dtype,
+                      func_type="aot")
+
+
+@functools.lru_cache(maxsize=None)
+def native_depthwise_nhwc_op(stride: int):
+    """``ops.Custom`` for the NHWC depthwise conv + bias + ReLU6 with ``stride`` (1 or 2), or None."""
+    library = native_library()
+    if library is None or stride not in (1, 2):
+        return None
+
+    def out_shape(x_shape, weight_shape, bias_shape):
+        return (x_shape[0], -(-x_shape[1] // stride), -(-x_shape[2] // stride), x_shape[3])
+
+    def out_dtype(x_dtype, weight_dtype, bias_dtype):
+        return x_dtype
+
+    return ops.Custom(f"{library}:DepthwiseNhwcStride{stride}", out_shape=out_shape, out_dtype=out_dtype,
+                      func_type="aot")
+
+
+@functools.lru_cache(maxsize=None)
+def native_stem_op():
+    """``ops.Custom`` for the stem conv (3x3, stride 2) + bias + ReLU6 from NCHW to NHWC, or None."""
+    library = native_library()
+    if library is None:
+        return None
+
+    def out_shape(x_shape, weight_shape, bias_shape):
+        return (x_shape[0], -(-x_shape[2] // 2), -(-x_shape[3] // 2), weight_shape[1])
+
+    def out_dtype(x_dtype, weight_dtype, bias_dtype):
+        return x_dtype
+
+    return ops.Custom(f"{library}:StemConv3x3Stride2Nhwc", out_shape=out_shape, out_dtype=out_dtype,
+                      func_type="aot")
+
+
+def pack_stem(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Co, Ci, 3, 3), (Co,) -> (9 * Ci, Co'), (Co',): rows (ky, kx, ci), channels zero-padded."""
+    co, ci, k = weight.shape[:3]
+    packed = np.zeros((k * k * ci, padded_channels(co)), np.float32)
+    packed[:, :co] = weight.transpose(2, 3, 1, 0).reshape(k * k * ci, co)
+    return packed, _pad_bias(bias, padded_channels(co))
+
+
+def pack_pointwise(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Co, Ci, 1, 1), (Co,) -> (Ci', Co'), (Co',): transposed, zero-padded to multiples of NHWC_LANES."""
+    co, ci = weight.shape[:2]
+    packed = np.zeros((padded_channels(ci), padded_channels(co)), np.float32)
+    packed[:ci, :co] = weight.reshape(co, ci).T
+    return packed, _pad_bias(bias, padded_channels(co))
+
+
+def pack_depthwise(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, 1, k, k), (C,) -> (k * k, C'), (C',): taps major, channels zero-padded to NHWC_LANES."""
+    c, k = weight.shape[0], weight.shape[2]
+    packed = np.zeros((k * k, padded_channels(c)), np.float32)
+    packed[:, :c] = weight.reshape(c, k * k).T
+    return packed, _pad_bias(bias, padded_channels(c))
+
+
+def _pad_bias(bias: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size, np.float32)
+    out[:bias.shape[0]] = bias
+    return out
+
+
+WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def pack_winograd(weight: np.ndarray) -> np.ndarray:
+    """(Co, Ci, 3, 3) -> U (16, Ci, Co) = G g G^T per channel pair, in float64 then float32."""
+    co, ci = weight.shape[:2]
+    u = np.einsum("ak,oikl,bl->abio", WINOGRAD_G, weight.astype(np.float64), WINOGRAD_G)  # (4, 4, Ci, Co)
+    return np.ascontiguousarray(u.reshape(16, ci, co), np.float32)
 
 
 def pack_conv(weight: np.ndarray) -> np.ndarray:

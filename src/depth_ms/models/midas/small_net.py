@@ -39,11 +39,16 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from depth_ms.models.base import EstimatorError
-from depth_ms.models.native_kernels import PACK, native_conv_op, native_depthwise_op, pack_conv
+from depth_ms.models.native_kernels import (PACK, native_conv_op, native_depthwise_nhwc_op, native_pointwise_op,
+                                           native_stem_op, pack_conv, pack_depthwise, pack_pointwise, pack_stem,
+                                           pack_winograd)
 
 BN_EPS = 1e-3  # tf_ variants of gen-efficientnet
 STRIDE = 32
 FEATURES = 64
+# 3x3 convolutions on inputs at least this wide run as Winograd F(2x2, 3x3) (faster there; on 8-32
+# wide maps the direct kernel wins: measured in bench/bench_midas_small.py's history, see docs)
+WINOGRAD_MIN_WIDTH = 64
 
 # EfficientNet-Lite3 stages after channel (x1.2) and depth (x1.4) scaling, as gen-efficientnet builds
 # them: (block type, repeats, depthwise kernel, first stride, expansion ratio, output channels).
@@ -91,18 +96,20 @@ class Conv2d(nn.Cell):
         self.folded = False
         self.folded_weight = None
         self.folded_bias = None
-        self.fused_relu6 = None  # native depthwise conv + bias + ReLU6 (see native_depthwise_op)
         self.kernel_size = kernel_size
         self.native_op = None  # native conv kernel (see native_conv_op), variant self.native_variant
         self.native_variant = ""
         self.packed_weight = None
         self.packed_bias = None
+        self.winograd_op = None  # Winograd form of a 3x3 native kernel, for inputs >= WINOGRAD_MIN_WIDTH wide
+        self.winograd_weight = None
 
     def set_native(self, variant: str) -> bool:
         """Run as the native kernel ``Conv{k}x{k}{variant}`` on the current (folded) weights; False if not.
 
-        'Plain' replaces :meth:`construct`; the owner calls the other variants (extra input or fused
-        activation) through ``native_op``. "" switches back to MindSpore's Conv2D.
+        'Plain' and 'FromNhwc' (input channels last) replace :meth:`construct`; the owner calls the other
+        variants (extra input or fused activation) through :meth:`run_native`. "" switches back to
+        MindSpore's Conv2D.
         """
         k = self.kernel_size
         op = native_conv_op(f"Conv{k}x{k}{variant}") if variant else None
@@ -110,6 +117,7 @@ class Conv2d(nn.Cell):
                   and self.weight.shape[0] % PACK == 0)
         if op is None or not usable:
             self.native_op, self.native_variant, self.packed_weight, self.packed_bias = None, "", None, None
+            self.winograd_op, self.winograd_weight = None, None
             return False
         if self.folded:
             weight, bias = self.folded_weight.asnumpy(), self.folded_bias.asnumpy()
@@ -119,27 +127,40 @@ class Conv2d(nn.Cell):
         self.packed_weight = ms.Tensor(pack_conv(weight))  # (Co / 8, Ci, k * k, 8)
         self.packed_bias = ms.Tensor(bias.astype(np.float32))
         self.native_op, self.native_variant = op, variant
+        self.winograd_op = native_conv_op(f"Winograd3x3{variant}") if k == 3 else None
+        self.winograd_weight = ms.Tensor(pack_winograd(weight)) if self.winograd_op is not None else None  # (16, Ci, Co)
         return True
 
-    def set_folded(self, weight: np.ndarray, bias: np.ndarray, fuse_relu6: bool = False) -> None:
-        """Run on ``weight`` (same shape as the parameter) and ``bias`` (C_out,) from now on.
+    def run_native(self, x, *residual):
+        """The installed native kernel on ``x`` (and the residual its variant adds); Winograd on wide inputs."""
+        if self.winograd_op is not None and x.shape[3] >= WINOGRAD_MIN_WIDTH:
+            return self.winograd_op(x, self.winograd_weight, self.packed_bias, *residual)  # (N, C_out, H, W)
+        return self.native_op(x, self.packed_weight, self.packed_bias, *residual)  # (N, C_out, H, W)
 
-        ``fuse_relu6`` (depthwise only) also installs the native conv + bias + ReLU6 kernel if available.
-        """
+    def set_folded(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Run on ``weight`` (same shape as the parameter) and ``bias`` (C_out,) from now on."""
         self.folded_weight = ms.Tensor(weight.astype(np.float32))  # plain tensors: not checkpoint entries
         self.folded_bias = ms.Tensor(bias.astype(np.float32))
         self.folded = True
-        self.fused_relu6 = native_depthwise_op(self.stride) if fuse_relu6 and self.depthwise else None
 
-    def conv_bias_relu6(self, x):
-        """relu6(conv(x) + folded bias); one native kernel when installed (requires :meth:`set_folded`)."""
-        if self.fused_relu6 is not None:
-            return self.fused_relu6(x, self.folded_weight, self.folded_bias)  # (N, C, H / s, W / s)
-        return ops.clamp(self.construct(x), 0.0, 6.0)
+    def channels_last(self, variant: str) -> tuple | None:
+        """(op, weight, bias) running this folded 1x1 or depthwise conv on NHWC input, or None if unavailable.
+
+        ``variant``: 'Plain', 'Relu6' or 'Residual' for a 1x1 conv (see native_pointwise_op); a
+        depthwise conv always adds bias and applies ReLU6. Channels are padded to a multiple of 16.
+        """
+        weight, bias = self.folded_weight.asnumpy(), self.folded_bias.asnumpy()
+        if self.depthwise:
+            op, (packed, padded_bias) = native_depthwise_nhwc_op(self.stride), pack_depthwise(weight, bias)
+        elif self.kernel_size == 1 and self.groups == 1:
+            op, (packed, padded_bias) = native_pointwise_op(variant), pack_pointwise(weight, bias)
+        else:
+            return None
+        return None if op is None else (op, ms.Tensor(packed), ms.Tensor(padded_bias))
 
     def construct(self, x):
-        if self.native_variant == "Plain":
-            return self.native_op(x, self.packed_weight, self.packed_bias)  # (N, C_out, H, W)
+        if self.native_variant in ("Plain", "FromNhwc"):
+            return self.run_native(x)  # (N, C_out, H, W)
         if self.folded:
             return ops.bias_add(self.conv(x, self.folded_weight), self.folded_bias)  # (N, C_out, H', W')
         out = self.conv(x, self.weight)  # (N, C_out, H', W')
@@ -194,12 +215,18 @@ class BatchNorm2d(nn.Cell):
         return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)  # (N, C, H, W)
 
 
-def fold(conv: Conv2d, bn: BatchNorm2d, fuse_relu6: bool = False) -> None:
+def fold(conv: Conv2d, bn: BatchNorm2d) -> None:
     """Fold ``bn`` into ``conv`` (which has no bias) and make ``bn`` the identity."""
     scale, shift = bn.scale_shift()
     weight = conv.weight.asnumpy().astype(np.float64) * scale[:, None, None, None]
-    conv.set_folded(weight, shift, fuse_relu6)
+    conv.set_folded(weight, shift)
     bn.folded = True
+
+
+def channels_last_ops(*convs_and_variants: tuple) -> list | None:
+    """[(op, weight, bias), ...] for (conv, variant) pairs (see Conv2d.channels_last), or None if any is missing."""
+    found = [conv.channels_last(variant) for conv, variant in convs_and_variants]
+    return None if any(f is None for f in found) else found
 
 
 class DepthwiseSeparable(nn.Cell):
@@ -214,19 +241,20 @@ class DepthwiseSeparable(nn.Cell):
         self.bn2 = BatchNorm2d(out_channels)
         self.act = nn.ReLU6()
         self.has_residual = stride == 1 and in_channels == out_channels
+        self.nhwc = None  # after fold_batchnorm(native=True): [(op, weight, bias)] x 2, channels last
 
     def fold_batchnorm(self, native: bool = True) -> None:
-        fold(self.conv_dw, self.bn1, fuse_relu6=native)
+        fold(self.conv_dw, self.bn1)
         fold(self.conv_pw, self.bn2)
-        self.conv_pw.set_native(("Residual" if self.has_residual else "Plain") if native else "")
+        self.nhwc = channels_last_ops((self.conv_dw, ""), (self.conv_pw, "Residual" if self.has_residual
+                                                            else "Plain")) if native else None
 
     def construct(self, x):
-        if self.conv_dw.folded:
-            out = self.conv_dw.conv_bias_relu6(x)  # (N, C_in, H / s, W / s)
-        else:
-            out = self.act(self.bn1(self.conv_dw(x)))
-        if self.conv_pw.native_variant == "Residual":
-            return self.conv_pw.native_op(out, self.conv_pw.packed_weight, self.conv_pw.packed_bias, x)
+        if self.nhwc is not None:  # x (N, H, W, C_in') channels last, padded
+            (dw, dw_w, dw_b), (pw, pw_w, pw_b) = self.nhwc
+            out = dw(x, dw_w, dw_b)  # (N, H / s, W / s, C_in')
+            return pw(out, pw_w, pw_b, x) if self.has_residual else pw(out, pw_w, pw_b)  # (N, H / s, W / s, C_out')
+        out = self.act(self.bn1(self.conv_dw(x)))  # (N, C_in, H / s, W / s)
         out = self.bn2(self.conv_pw(out))  # (N, C_out, H / s, W / s)
         return out + x if self.has_residual else out
 
@@ -246,25 +274,22 @@ class InvertedResidual(nn.Cell):
         self.bn3 = BatchNorm2d(out_channels)
         self.act = nn.ReLU6()
         self.has_residual = stride == 1 and in_channels == out_channels
+        self.nhwc = None  # after fold_batchnorm(native=True): [(op, weight, bias)] x 3, channels last
 
     def fold_batchnorm(self, native: bool = True) -> None:
         fold(self.conv_pw, self.bn1)
-        fold(self.conv_dw, self.bn2, fuse_relu6=native)
+        fold(self.conv_dw, self.bn2)
         fold(self.conv_pwl, self.bn3)
-        self.conv_pw.set_native("Relu6" if native else "")
-        self.conv_pwl.set_native(("Residual" if self.has_residual else "Plain") if native else "")
+        self.nhwc = channels_last_ops((self.conv_pw, "Relu6"), (self.conv_dw, ""), (
+            self.conv_pwl, "Residual" if self.has_residual else "Plain")) if native else None
 
     def construct(self, x):
-        if self.conv_pw.native_variant == "Relu6":
-            out = self.conv_pw.native_op(x, self.conv_pw.packed_weight, self.conv_pw.packed_bias)  # (N, C_mid, H, W)
-        else:
-            out = self.act(self.bn1(self.conv_pw(x)))
-        if self.conv_dw.folded:
-            out = self.conv_dw.conv_bias_relu6(out)  # (N, C_mid, H / s, W / s)
-        else:
-            out = self.act(self.bn2(self.conv_dw(out)))
-        if self.conv_pwl.native_variant == "Residual":
-            return self.conv_pwl.native_op(out, self.conv_pwl.packed_weight, self.conv_pwl.packed_bias, x)
+        if self.nhwc is not None:  # x (N, H, W, C_in') channels last, padded
+            (pw, pw_w, pw_b), (dw, dw_w, dw_b), (pwl, pwl_w, pwl_b) = self.nhwc
+            out = dw(pw(x, pw_w, pw_b), dw_w, dw_b)  # (N, H / s, W / s, C_mid')
+            return pwl(out, pwl_w, pwl_b, x) if self.has_residual else pwl(out, pwl_w, pwl_b)  # (.., C_out')
+        out = self.act(self.bn1(self.conv_pw(x)))  # (N, C_mid, H, W)
+        out = self.act(self.bn2(self.conv_dw(out)))  # (N, C_mid, H / s, W / s)
         out = self.bn3(self.conv_pwl(out))  # (N, C_out, H / s, W / s)
         return out + x if self.has_residual else out
 
@@ -295,21 +320,46 @@ class Encoder(nn.Cell):
         self.layer2 = nn.SequentialCell([stages[i] for i in LAYER_STAGES[2]])
         self.layer3 = nn.SequentialCell([stages[i] for i in LAYER_STAGES[3]])
         self.layer4 = nn.SequentialCell([stages[i] for i in LAYER_STAGES[4]])
+        self.channels_last = False  # stem and blocks on the native NHWC kernels (set by fold_batchnorm)
+        self.stem_nhwc = None  # (op, weight, bias) of the stem when channels_last
+
+    def blocks(self) -> list:
+        return [block for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for cell in layer.cells()
+                if isinstance(cell, nn.SequentialCell) for block in cell.cells()]
 
     def fold_batchnorm(self, native: bool = True) -> None:
         fold(self.layer1[0], self.layer1[1])
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for cell in layer.cells():
-                if isinstance(cell, nn.SequentialCell):
-                    for block in cell.cells():
-                        block.fold_batchnorm(native)
+        for block in self.blocks():
+            block.fold_batchnorm(native)
+        stem = self.layer1[0]
+        op = native_stem_op() if native else None
+        self.stem_nhwc = (op, *map(ms.Tensor, pack_stem(stem.folded_weight.asnumpy(), stem.folded_bias.asnumpy()))
+                          ) if op is not None else None
+        self.channels_last = self.stem_nhwc is not None and all(block.nhwc is not None for block in self.blocks())
+        if not self.channels_last:
+            self.stem_nhwc = None
+            for block in self.blocks():
+                block.nhwc = None
 
     def construct(self, x):
+        if self.channels_last:
+            return self.construct_channels_last(x)
         layer_1 = self.layer1(x)  # (N, 32, H / 4, W / 4)
         layer_2 = self.layer2(layer_1)  # (N, 48, H / 8, W / 8)
         layer_3 = self.layer3(layer_2)  # (N, 136, H / 16, W / 16)
         layer_4 = self.layer4(layer_3)  # (N, 384, H / 32, W / 32)
         return layer_1, layer_2, layer_3, layer_4
+
+    def construct_channels_last(self, x):
+        """Stem and blocks on the NHWC kernels; the four outputs stay channels last (N, h, w, C' >= C),
+        with channels zero-padded to a multiple of 16 (MindSpore's transpose to NCHW took ~2 ms each)."""
+        op, weight, bias = self.stem_nhwc
+        out = self.layer1[4](self.layer1[3](op(x, weight, bias)))  # (N, H / 4, W / 4, 32)
+        features = [out]
+        for layer in (self.layer2, self.layer3, self.layer4):
+            out = layer(out)  # (N, H / s, W / s, C')
+            features.append(out)
+        return tuple(features)
 
 
 class ResidualConvUnit(nn.Cell):
@@ -332,8 +382,7 @@ class ResidualConvUnit(nn.Cell):
 
     def construct(self, x):
         if self.native:
-            out = self.conv1.native_op(x, self.conv1.packed_weight, self.conv1.packed_bias)  # (N, C, H, W)
-            return self.conv2.native_op(out, self.conv2.packed_weight, self.conv2.packed_bias, x)
+            return self.conv2.run_native(self.conv1.run_native(x), x)  # (N, C, H, W)
         out = self.conv1(self.relu(x))  # (N, C, H, W)
         return self.conv2(self.relu(out)) + x
 
@@ -389,10 +438,16 @@ class Decoder(nn.Cell):
             nn.ReLU(),  # non_negative=True
         ])
 
-    def use_native(self, enabled: bool = True) -> None:
-        """Every 3x3 and 1x1 convolution as a native kernel (where available), or none if not ``enabled``."""
-        for conv in (self.layer1_rn, self.layer2_rn, self.layer3_rn, self.layer4_rn, self.output_conv[0]):
-            conv.set_native("Plain" if enabled else "")
+    def use_native(self, enabled: bool = True, channels_last_inputs: bool = False) -> None:
+        """Every 3x3 and 1x1 convolution as a native kernel (where available), or none if not ``enabled``.
+
+        ``channels_last_inputs``: the encoder features come channels last (see Encoder.construct_channels_last).
+        """
+        for conv in (self.layer1_rn, self.layer2_rn, self.layer3_rn, self.layer4_rn):
+            if not conv.set_native(("FromNhwc" if channels_last_inputs else "Plain") if enabled else "") \
+                    and channels_last_inputs:
+                raise RuntimeError("channels-last encoder features need the native decoder kernels")
+        self.output_conv[0].set_native("Plain" if enabled else "")
         self.output_conv[2].set_native("PostRelu" if enabled else "")  # with the ReLU after it
         for block in (self.refinenet1, self.refinenet2, self.refinenet3, self.refinenet4):
             block.resConfUnit1.use_native(enabled)
@@ -407,7 +462,7 @@ class Decoder(nn.Cell):
         head = self.output_conv
         out = head[1](head[0](path_1))  # (N, 32, H, W)
         if head[2].native_variant == "PostRelu":
-            out = head[2].native_op(out, head[2].packed_weight, head[2].packed_bias)  # (N, 32, H, W)
+            out = head[2].run_native(out)  # (N, 32, H, W)
         else:
             out = head[3](head[2](out))
         return head[5](head[4](out))  # (N, 1, H, W)
@@ -432,7 +487,7 @@ class MidasSmall(nn.Cell):
         """
         self.set_train(False)
         self.pretrained.fold_batchnorm(native)
-        self.scratch.use_native(native)
+        self.scratch.use_native(native, self.pretrained.channels_last)
 
     def construct(self, x):
         height, width = x.shape[2], x.shape[3]

@@ -1,0 +1,124 @@
+"""The native CPU kernels (depth_ms.models.native_kernels) against a float64 numpy convolution.
+
+Odd sizes, channel counts that need padding, both strides and every fused variant: the MiDaS small
+fixture only reaches the shapes of two small inputs.
+"""
+import importlib.util
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("mindspore") is None, reason="mindspore not importable"),
+    pytest.mark.skipif(os.environ.get("DEPTH_MS_NATIVE_KERNELS") == "0", reason="native kernels disabled"),
+    pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler"),
+]
+
+
+@pytest.fixture(scope="module")
+def nk():
+    from depth_ms.models import mindspore_device
+
+    mindspore_device.configure("cpu")
+    from depth_ms.models import native_kernels
+
+    assert native_kernels.native_library() is not None
+    return native_kernels
+
+
+def conv2d(x, weight, bias, stride=1, pads=(1, 1, 1, 1), groups=1):
+    """float64 reference: x (N, Ci, H, W), weight (Co, Ci / groups, k, k), pads (top, bottom, left, right)."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pads[:2], pads[2:]))
+    co, cig, k = weight.shape[:3]
+    n, _, h, w = x.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.zeros((n, co, oh, ow))
+    for o in range(co):
+        g = o // (co // groups)
+        for ky in range(k):
+            for kx in range(k):
+                patch = x[:, g * cig:(g + 1) * cig, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride]
+                out[:, o] += np.einsum("nchw,c->nhw", patch, weight[o, :, ky, kx].astype(np.float64))
+    return out + bias[None, :, None, None]
+
+
+def run(op, *arrays):
+    import mindspore as ms
+
+    return op(*(ms.Tensor(np.ascontiguousarray(a, np.float32)) for a in arrays)).asnumpy()
+
+
+def close(got, ref, tol=2e-5):
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= tol * max(1.0, np.abs(ref).max())
+
+
+@pytest.mark.parametrize("ci,co,h,w", [(8, 16, 7, 5), (24, 32, 33, 40), (16, 8, 64, 70), (40, 48, 2, 3)])
+def test_winograd_matches_direct_convolution(nk, ci, co, h, w):
+    rng = np.random.default_rng(ci + h)
+    x = rng.standard_normal((2, ci, h, w))
+    weight = rng.standard_normal((co, ci, 3, 3)) / np.sqrt(9 * ci)
+    bias, residual = rng.standard_normal(co), rng.standard_normal((2, co, h, w))
+    u = nk.pack_winograd(weight)
+    plain, relu_in = conv2d(x, weight, bias), conv2d(np.maximum(x, 0), weight, bias)
+    close(run(nk.native_conv_op("Winograd3x3Plain"), x, u, bias), plain)
+    close(run(nk.native_conv_op("Winograd3x3PostRelu"), x, u, bias), np.maximum(plain, 0))
+    close(run(nk.native_conv_op("Winograd3x3PreRelu"), x, u, bias), relu_in)
+    close(run(nk.native_conv_op("Winograd3x3PreReluResidual"), x, u, bias, residual), relu_in + residual)
+    close(run(nk.native_conv_op("Conv3x3PreReluResidual"), x, nk.pack_conv(weight), bias, residual),
+          relu_in + residual)
+
+
+@pytest.mark.parametrize("ci,co,h,w", [(24, 144, 5, 7), (136, 40, 3, 3), (32, 16, 1, 1)])
+def test_pointwise_nhwc_pads_channels_and_fuses(nk, ci, co, h, w):
+    rng = np.random.default_rng(ci)
+    x = rng.standard_normal((1, ci, h, w))
+    weight, bias = rng.standard_normal((co, ci, 1, 1)) / np.sqrt(ci), rng.standard_normal(co)
+    packed, padded_bias = nk.pack_pointwise(weight, bias)
+    cip, cop = packed.shape
+    assert cip % 16 == 0 and cop % 16 == 0 and cip >= ci and cop >= co
+    x_nhwc = np.zeros((1, h, w, cip))
+    x_nhwc[..., :ci] = x.transpose(0, 2, 3, 1)
+    ref = conv2d(x, weight, bias, pads=(0, 0, 0, 0)).transpose(0, 2, 3, 1)  # (1, h, w, co)
+    got = run(nk.native_pointwise_op("Plain"), x_nhwc, packed, padded_bias)
+    close(got[..., :co], ref)
+    assert not got[..., co:].any()  # padding channels stay zero
+    close(run(nk.native_pointwise_op("Relu6"), x_nhwc, packed, padded_bias)[..., :co], np.clip(ref, 0, 6))
+    if ci == co:
+        residual = run(nk.native_pointwise_op("Residual"), x_nhwc, packed, padded_bias, x_nhwc)
+        close(residual[..., :co], ref + x.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("k,stride,c,h,w", [(3, 1, 32, 9, 13), (5, 1, 40, 6, 5), (3, 2, 24, 16, 22),
+                                            (5, 2, 48, 8, 30), (5, 1, 16, 1, 1)])
+def test_depthwise_nhwc_tf_same_padding(nk, k, stride, c, h, w):
+    rng = np.random.default_rng(k * c)
+    x = rng.standard_normal((1, c, h, w))
+    weight, bias = rng.standard_normal((c, 1, k, k)) / k, rng.standard_normal(c)
+    packed, padded_bias = nk.pack_depthwise(weight, bias)
+    cp = packed.shape[1]
+    x_nhwc = np.zeros((1, h, w, cp))
+    x_nhwc[..., :c] = x.transpose(0, 2, 3, 1)
+    oh, ow = -(-h // stride), -(-w // stride)
+    pad_h, pad_w = max((oh - 1) * stride + k - h, 0), max((ow - 1) * stride + k - w, 0)  # TF "same"
+    pads = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+    ref = np.clip(conv2d(x, weight, bias, stride, pads, groups=c), 0, 6).transpose(0, 2, 3, 1)
+    got = run(nk.native_depthwise_nhwc_op(stride), x_nhwc, packed, padded_bias)
+    assert got.shape == (1, oh, ow, cp)
+    close(got[..., :c], ref)
+    assert not got[..., c:].any()
+
+
+def test_stem_and_channels_last_projection(nk):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 3, 14, 18))
+    weight, bias = rng.standard_normal((32, 3, 3, 3)) / 5, rng.standard_normal(32)
+    stem = run(nk.native_stem_op(), x, *nk.pack_stem(weight, bias))  # (1, 7, 9, 32) channels last
+    close(stem, np.clip(conv2d(x, weight, bias, 2, (0, 1, 0, 1)), 0, 6).transpose(0, 2, 3, 1))
+    # the decoder's projection reads channels-last input and ignores padding channels
+    proj = rng.standard_normal((16, 24, 3, 3)) / 10
+    features = np.concatenate([stem[..., :24], np.full((1, 7, 9, 8), 1e6)], axis=3)  # 24 real + 8 padding
+    got = run(nk.native_conv_op("Conv3x3FromNhwc"), features, nk.pack_conv(proj), np.zeros(16))
+    close(got, conv2d(stem[..., :24].transpose(0, 3, 1, 2), proj, np.zeros(16)))
