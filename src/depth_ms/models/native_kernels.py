@@ -43,13 +43,16 @@ _NATIVE_SOURCE = r"""
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
-#include <memory>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
-// Runs body(begin, end) over [0, count) split across up to DEPTH_MS_NATIVE_THREADS threads (default:
-// all hardware threads), the caller taking the first share; small jobs (< min_work units) stay serial.
+#include <unistd.h>
+
+// Hardware threads to use: DEPTH_MS_NATIVE_THREADS, default all (at most 16).
 static int64_t Threads() {
   static const int64_t threads = [] {
     const char *env = std::getenv("DEPTH_MS_NATIVE_THREADS");
@@ -59,19 +62,83 @@ static int64_t Threads() {
   return threads;
 }
 
+// Threads() - 1 persistent workers sleeping on a condition variable (no spinning, which would fight
+// MindSpore's own pool). Starting threads per call cost ~30 us each, ~90 times per MiDaS frame.
+// One job at a time: a caller that finds the pool busy (MindSpore may launch kernels concurrently)
+// or in a forked child is told to run the job itself.
+class WorkerPool {
+ public:
+  static WorkerPool &Get() {
+    static WorkerPool *pool = new WorkerPool(Threads() - 1);  // never destroyed: workers outlive exit
+    return *pool;
+  }
+
+  // Runs part(p) for p in [0, parts), the caller taking p = 0; false (nothing run) if unavailable.
+  bool Run(int64_t parts, const std::function<void(int64_t)> &part) {
+    if (getpid() != pid_ || parts - 1 > static_cast<int64_t>(workers_)) return false;
+    std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      part_ = &part, parts_ = parts, pending_ = parts - 1, ++generation_;
+    }
+    wake_.notify_all();
+    part(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    return true;
+  }
+
+ private:
+  explicit WorkerPool(int64_t workers) : pid_(getpid()), workers_(workers) {
+    for (int64_t i = 1; i <= workers; ++i) std::thread([this, i] { Loop(i); }).detach();
+  }
+
+  void Loop(int64_t index) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int64_t)> *part;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (index >= parts_) continue;
+        part = part_;
+      }
+      (*part)(index);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  const pid_t pid_;
+  const int64_t workers_;
+  std::mutex run_mutex_, mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t)> *part_ = nullptr;
+  int64_t parts_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// Runs body(begin, end) over [0, count) split across up to Threads() threads, the caller taking the
+// first share; small jobs (< 2M multiply-adds) stay serial.
 template <typename Body>
 static void ParallelFor(int64_t count, int64_t work, Body body) {
-  const int64_t threads = Threads();
-  const int64_t parts = std::min<int64_t>(work >= (int64_t{1} << 21) ? threads : 1, count);
-  if (parts <= 1) {
-    body(0, count);
-    return;
+  const int64_t parts = std::min<int64_t>(work >= (int64_t{1} << 21) ? Threads() : 1, count);
+  if (parts > 1) {
+    const std::function<void(int64_t)> part = [&](int64_t p) { body(count * p / parts, count * (p + 1) / parts); };
+    if (WorkerPool::Get().Run(parts, part)) return;
   }
-  std::vector<std::thread> pool;
-  for (int64_t p = 1; p < parts; ++p)
-    pool.emplace_back(body, count * p / parts, count * (p + 1) / parts);
-  body(0, count / parts);
-  for (auto &t : pool) t.join();
+  body(0, count);
+}
+
+// A per-thread scratch buffer of at least `size` floats (slot: which of the caller's buffers), kept
+// between calls so that large temporaries do not page-fault on every convolution.
+static float *Scratch(int slot, size_t size) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float> &buffer = buffers[slot];
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
 }
 
 typedef float Vec16 __attribute__((vector_size(64)));
@@ -107,14 +174,16 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
   const int64_t pw = width + 2 * pad, plane = (height + 2 * pad) * pw;
   const int64_t span = (height - 1) * pw + width;
   const int64_t chunks = (span + kChunk - 1) / kChunk;
-  std::vector<float> padded(in_ch * plane + 2 * pad * (pw + 1) + kChunk, 0.0f);
+  const int64_t padded_size = in_ch * plane + 2 * pad * (pw + 1) + kChunk;
+  float *padded = Scratch(0, padded_size);
+  std::fill(padded, padded + padded_size, 0.0f);
   for (int64_t n = 0; n < batch; ++n) {
     const float *xn = x + n * x_ch * height * width;
     if (NhwcIn) {  // transpose into the padded planes, pixel by pixel
       for (int64_t r = 0; r < height; ++r) {
         for (int64_t i = 0; i < width; ++i) {
           const float *src = xn + (r * width + i) * x_ch;
-          float *dst = padded.data() + (r + pad) * pw + pad + i;
+          float *dst = padded + (r + pad) * pw + pad + i;
           for (int64_t c = 0; c < in_ch; ++c) dst[c * plane] = PreRelu ? std::max(src[c], 0.0f) : src[c];
         }
       }
@@ -122,7 +191,7 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
       for (int64_t c = 0; c < in_ch; ++c) {
         for (int64_t r = 0; r < height; ++r) {
           const float *src = xn + (c * height + r) * width;
-          float *dst = padded.data() + c * plane + (r + pad) * pw + pad;
+          float *dst = padded + c * plane + (r + pad) * pw + pad;
           for (int64_t i = 0; i < width; ++i) dst[i] = PreRelu ? std::max(src[i], 0.0f) : src[i];
         }
       }
@@ -136,7 +205,7 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
         acc0[j] = Vec16{} + b;
         acc1[j] = Vec16{} + b;
       }
-      const float *base = padded.data() + chunk * kChunk;
+      const float *base = padded + chunk * kChunk;
       for (int64_t c = 0; c < in_ch; ++c) {
         const float *in = base + c * plane;
         const float *w = wb + c * K * K * kBlockCo;
@@ -284,7 +353,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
   const int64_t tiles_h = (height + 1) / 2, tiles_w = (width + 1) / 2, tiles = tiles_h * tiles_w;
   // even / odd columns of the input padded by one pixel: phase[c][parity][row][k] = xpad[row][2k + parity]
   const int64_t rows = 2 * tiles_h + 2, cols = tiles_w + 1 + kLanes, phase = rows * cols;
-  std::vector<float> phases(in_ch * 2 * phase);
+  float *phases = Scratch(0, in_ch * 2 * phase);
   constexpr int64_t block = kWinogradBlock;
   const int64_t blocks = (tiles + block - 1) / block, plane = height * width;
   const int64_t span = std::min(block, (tiles + kLanes - 1) / kLanes * kLanes);  // buffer row: tiles per block
@@ -292,7 +361,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
     const float *xn = x + n * in_ch * plane;
     ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
-        float *even = phases.data() + c * 2 * phase, *odd = even + phase;
+        float *even = phases + c * 2 * phase, *odd = even + phase;
         std::fill(even, even + 2 * phase, 0.0f);
         for (int64_t r = 0; r < height; ++r) {
           const float *src = xn + c * plane + r * width;
@@ -312,7 +381,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
     ParallelFor(blocks * slices, tiles * in_ch * out_ch * 16, [&](int64_t begin, int64_t end) {
       // v_buf[xi][c][t], m_buf[xi][co][t]: t = tile index within the block, rows of `span` tiles;
       // every value read is written first (no zeroing)
-      std::unique_ptr<float[]> v_buf(new float[16 * in_ch * span]), m_buf(new float[16 * out_ch * span]);
+      float *v_buf = Scratch(1, 16 * in_ch * span), *m_buf = Scratch(2, 16 * out_ch * span);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t b = item / slices, slice = item % slices;
         const int64_t co_begin = out_ch / 8 * slice / slices * 8, co_end = out_ch / 8 * (slice + 1) / slices * 8;
@@ -320,8 +389,8 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
         const int64_t columns = (count + kLanes - 1) / kLanes * kLanes;  // GEMM columns: tiles, whole vectors
         // input transform
         for (int64_t c = 0; c < in_ch; ++c) {
-          const float *even = phases.data() + c * 2 * phase, *odd = even + phase;
-          float *vc = v_buf.get() + c * span;
+          const float *even = phases + c * 2 * phase, *odd = even + phase;
+          float *vc = v_buf + c * span;
           for (int64_t g = 0; g < columns; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
             const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
             Vec16 d[4][4], out[16];
@@ -348,8 +417,8 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
         }
         // 16 GEMMs, 8 output channels x 32 (or 16) tiles per register block
         for (int xi = 0; xi < 16; ++xi) {
-          const float *vx = v_buf.get() + xi * in_ch * span, *ux = u + xi * in_ch * out_ch;
-          float *mx = m_buf.get() + xi * out_ch * span;
+          const float *vx = v_buf + xi * in_ch * span, *ux = u + xi * in_ch * out_ch;
+          float *mx = m_buf + xi * out_ch * span;
           for (int64_t co = co_begin; co < co_end; co += 8) {
             int64_t t = 0;
             for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
@@ -359,7 +428,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
         }
         // output transform (+ bias, residual, activation)
         for (int64_t co = co_begin; co < co_end; ++co) {
-          const float *mc = m_buf.get() + co * span;
+          const float *mc = m_buf + co * span;
           const float bc = bias[co];
           float *yc = yn + co * plane;
           const float *rc = Residual ? rn + co * plane : nullptr;

@@ -25,11 +25,14 @@ the output range):
 - :meth:`MidasSmall.prepare_inference` (called by :func:`load_midas_small` and
   :func:`build_midas_small`) folds each BatchNorm into the preceding convolution's weights; the
   named parameters keep the checkpoint values, the folded copies live beside them;
-- native CPU kernels (:mod:`depth_ms.models.native_kernels`): depthwise convolution + bias + ReLU6
-  in the encoder, and every 3x3 convolution of the decoder with its ReLUs and residual add fused in
-  (the 24 depthwise convolutions took 35-100 ms of a 256x256 frame on MindSpore's Conv2D, ~12 ms
-  native; decoder 104 -> 80 ms). Without them (no compiler, ``DEPTH_MS_NATIVE_KERNELS=0`` or
-  ``native=False``) MindSpore's Conv2D runs everything, same result up to float32 rounding.
+- native CPU kernels (:mod:`depth_ms.models.native_kernels`): the encoder runs channels last (NHWC,
+  channels zero-padded to a multiple of 16): stem, depthwise and 1x1 convolutions with BatchNorm,
+  ReLU6 and residual adds fused in; its four outputs stay channels last and the decoder's 3x3
+  projections read them directly. Every other 3x3 convolution of the decoder runs as Winograd
+  F(2x2, 3x3) (maps >= WINOGRAD_MIN_WIDTH wide) or the direct kernel, ReLUs and residual adds fused.
+  At 256x256 in graph mode: encoder 50 -> 34 ms, whole network 99 -> 60-62 ms (bench_midas_small.py).
+  Without the kernels (no compiler, ``DEPTH_MS_NATIVE_KERNELS=0`` or ``native=False``) MindSpore's
+  Conv2D runs everything in NCHW, same result up to float32 rounding.
 """
 from __future__ import annotations
 
@@ -46,9 +49,9 @@ from depth_ms.models.native_kernels import (PACK, native_conv_op, native_depthwi
 BN_EPS = 1e-3  # tf_ variants of gen-efficientnet
 STRIDE = 32
 FEATURES = 64
-# 3x3 convolutions on inputs at least this wide run as Winograd F(2x2, 3x3) (faster there; on 8-32
-# wide maps the direct kernel wins: measured in bench/bench_midas_small.py's history, see docs)
-WINOGRAD_MIN_WIDTH = 64
+# 3x3 convolutions on inputs at least this wide run as Winograd F(2x2, 3x3): faster than the direct
+# kernel at every decoder size from 8x8 (512 channels) to 256x256 (32); narrower maps waste most lanes
+WINOGRAD_MIN_WIDTH = 8
 
 # EfficientNet-Lite3 stages after channel (x1.2) and depth (x1.4) scaling, as gen-efficientnet builds
 # them: (block type, repeats, depthwise kernel, first stride, expansion ratio, output channels).
