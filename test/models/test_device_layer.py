@@ -336,6 +336,46 @@ def test_conv_transpose2d_is_adjoint_of_conv2d(ms_cpu, kw):
     np.testing.assert_allclose(layer(T(ms_cpu, y)).asnumpy(), out + b.reshape(1, -1, 1, 1), atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [2, 4])
+def test_conv_transpose2d_kernel_equal_to_stride_is_block_placement(ms_cpu, k):
+    """The matmul path (kernel == stride, no padding): each input pixel writes one k x k block."""
+    rng = np.random.default_rng(k)
+    y = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    w = rng.standard_normal((6, 4, k, k)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    ref = np.einsum("ncij,cdab->ndiajb", y.astype(np.float64), w).reshape(2, 4, 5 * k, 3 * k) + b[None, :, None, None]
+    got = mint.nn.functional.conv_transpose2d(T(ms_cpu, y), T(ms_cpu, w), T(ms_cpu, b), stride=k).asnumpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_native_kernels_behind_the_fallbacks(ms_cpu):
+    """On CPU with a compiler: exact GELU, LayerNorm and Winograd 3x3 convolution on large maps."""
+    if md._NATIVE_GELU is None:
+        pytest.skip("native kernels unavailable (DEPTH_MS_NATIVE_KERNELS=0 or no compiler)")
+    rng = np.random.default_rng(7)
+    x = np.concatenate([[-60.0, -12.0, -3.0, -1e-3, 0.0, 1e-3, 3.0, 12.0, 60.0, 1e4],
+                        rng.standard_normal(4084) * 4]).astype(np.float32).reshape(2, 2047, 1)
+    got = md.gelu_exact(T(ms_cpu, x)).asnumpy()
+    np.testing.assert_allclose(got, np_gelu(x.astype(np.float64)), atol=1e-6, rtol=1e-6)
+    assert got.flat[4] == 0.0 and np.isnan(md.gelu_exact(T(ms_cpu, np.float32([np.nan]))).asnumpy()).all()
+
+    y = (rng.standard_normal((3, 7, 40)) * 5 + 2).astype(np.float32)
+    weight, bias = rng.standard_normal(40).astype(np.float32), rng.standard_normal(40).astype(np.float32)
+    mu, var = y.mean(-1, keepdims=True), y.var(-1, keepdims=True)
+    got = mint.nn.functional.layer_norm(T(ms_cpu, y), (40,), T(ms_cpu, weight), T(ms_cpu, bias), 1e-12).asnumpy()
+    np.testing.assert_allclose(got, (y - mu) / np.sqrt(var + 1e-12) * weight + bias, atol=1e-5)
+
+    x = rng.standard_normal((2, 8, 37, 30)).astype(np.float32)  # 1110 pixels: above WINOGRAD_MIN_PIXELS
+    assert x.shape[2] * x.shape[3] >= md.WINOGRAD_MIN_PIXELS
+    w, b = rng.standard_normal((16, 8, 3, 3)).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+    ref = np_conv2d(x.astype(np.float64), w, b, pad=(1, 1, 1, 1))
+    np.testing.assert_allclose(mint.nn.functional.conv2d(T(ms_cpu, x), T(ms_cpu, w), T(ms_cpu, b), padding=1)
+                               .asnumpy(), ref, atol=1e-4)
+    layer = mint.nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    layer.weight.set_data(T(ms_cpu, w))
+    np.testing.assert_allclose(layer(T(ms_cpu, x)).asnumpy(), ref - b[None, :, None, None], atol=1e-4)
+
+
 @pytest.mark.parametrize("size,scale,align", [((7, 9), None, False), ((12, 4), None, True), (None, 2.0, False),
                                                (None, 2.0, True)])
 def test_interpolate_bilinear(ms_cpu, size, scale, align):

@@ -219,7 +219,7 @@ def test_graph_mode_matches_pynative(folders, model, tmp_path, monkeypatch):
 @needs_torch
 @needs_ms
 def test_depth_anything_backbone_composition_equals_mindone_forward(folders):
-    """Our compilable Dinov2 path gives exactly mindone's DepthAnythingForDepthEstimation output."""
+    """Our compilable Dinov2 path gives mindone's DepthAnythingForDepthEstimation output (float32 rounding)."""
     from depth_ms.models import mindspore_device
 
     mindspore_device.configure("cpu")
@@ -232,7 +232,9 @@ def test_depth_anything_backbone_composition_equals_mindone_forward(folders):
     net = mt.DepthAnythingForDepthEstimation.from_pretrained(folders["depth_anything_v2_small"])
     net.set_train(False)
     x = ms.Tensor(np.random.default_rng(7).standard_normal((1, 3, 42, 28)).astype(np.float32))
-    np.testing.assert_array_equal(depth_anything_forward(net, x, 14, mint).asnumpy(), net(x)[0].asnumpy())
+    ours, library = depth_anything_forward(net, x, 14, mint).asnumpy(), net(x)[0].asnumpy()
+    # the same operations except the attention scaling, applied to q instead of the scores
+    np.testing.assert_allclose(ours, library, rtol=0, atol=1e-5 * np.abs(library).max())
 
 
 @needs_torch

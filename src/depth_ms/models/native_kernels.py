@@ -41,9 +41,10 @@ _LOG = logging.getLogger(__name__)
 #   x (N, Ci, H, W), weight (9 * Ci, Co) (see pack_stem), bias (Co,) -> (N, ceil(H / 2), ceil(W / 2), Co).
 _NATIVE_SOURCE = r"""
 #include <algorithm>
+#include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -135,7 +136,7 @@ static void ParallelFor(int64_t count, int64_t work, Body body) {
 // A per-thread scratch buffer of at least `size` floats (slot: which of the caller's buffers), kept
 // between calls so that large temporaries do not page-fault on every convolution.
 static float *Scratch(int slot, size_t size) {
-  thread_local std::vector<float> buffers[3];
+  thread_local std::vector<float> buffers[4];
   std::vector<float> &buffer = buffers[slot];
   if (buffer.size() < size) buffer.resize(size);
   return buffer.data();
@@ -486,6 +487,122 @@ WINOGRAD_ENTRY(Winograd3x3PreRelu, true, false, kNone)
 WINOGRAD_ENTRY(Winograd3x3PreReluResidual, true, true, kNone)
 WINOGRAD_ENTRY(Winograd3x3PostRelu, false, false, kRelu)
 
+// Winograd3x3Raw: the same convolution (no fused extras) from the raw weight (Co, Ci, 3, 3), transformed
+// here on every call (16 Ci Co values: negligible next to the convolution on maps of 8x8 and more).
+extern "C" int Winograd3x3Raw(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                              void *stream, void *extra) {
+  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || shapes[1][2] != 3 || shapes[1][3] != 3) return 1;
+  const int64_t out_ch = shapes[1][0], in_ch = shapes[1][1];
+  const float *g = static_cast<const float *>(params[1]);
+  float *u = Scratch(3, 16 * in_ch * out_ch);
+  static const float G[4][3] = {{1.0f, 0.0f, 0.0f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.0f, 0.0f, 1.0f}};
+  ParallelFor(out_ch, out_ch * in_ch * 64, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t c = 0; c < in_ch; ++c) {
+        const float *k = g + (o * in_ch + c) * 9;
+        float gk[4][3];  // G g
+        for (int a = 0; a < 4; ++a)
+          for (int l = 0; l < 3; ++l) gk[a][l] = G[a][0] * k[l] + G[a][1] * k[3 + l] + G[a][2] * k[6 + l];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b)
+            u[((a * 4 + b) * in_ch + c) * out_ch + o] = gk[a][0] * G[b][0] + gk[a][1] * G[b][1] + gk[a][2] * G[b][2];
+      }
+    }
+  });
+  int64_t u_shape[3] = {16, in_ch, out_ch};
+  int64_t *inner_shapes[4] = {shapes[0], u_shape, shapes[2], shapes[3]};
+  int inner_ndims[4] = {ndims[0], 3, ndims[2], ndims[3]};
+  void *inner_params[4] = {params[0], u, params[2], params[3]};
+  return Winograd3x3<false, false, kNone>(4, inner_params, inner_ndims, inner_shapes);
+}
+
+// ---- Elementwise and row kernels for the device layer (any shape, float32) ----
+
+// exp(z) for z <= 0 (|relative error| ~2e-7, Cephes expf polynomial); z below -87 gives exp(-87).
+static inline Vec16 ExpNonPositive(Vec16 z) {
+  const Vec16 lowest = Vec16{} - 87.0f, magic = Vec16{} + 12582912.0f;  // 1.5 * 2^23: rounds to integers
+  z = z < lowest ? lowest : z;
+  const Vec16 n = (z * 1.44269504088896341f + magic) - magic;  // round(z / ln 2)
+  const Vec16 r = (z - n * 0.693359375f) + n * 2.12194440e-4f;  // z - n ln 2 (Cody-Waite)
+  Vec16 p = Vec16{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  typedef int Vec16i __attribute__((vector_size(64)));
+  const Vec16i bits = (__builtin_convertvector(n, Vec16i) + 127) << 23;  // 2^n
+  Vec16 scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+// Exact GELU x Phi(x) = relu(x) - |x| erfc(|x| / sqrt 2) / 2, erfc by Abramowitz & Stegun 7.1.26
+// (|error| <= 7e-7 against float64); NaN stays NaN, infinities give NaN (as the ops fallback).
+static inline Vec16 GeluErf(Vec16 x) {
+  const Vec16 zero = Vec16{}, one = Vec16{} + 1.0f;
+  const Vec16 a = x < zero ? -x : x;
+  const Vec16 t = one / (a * (0.3275911f * 0.7071067811865476f) + 1.0f);
+  const Vec16 poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f +
+                                                                                      t * 1.061405429f))));
+  return (x > zero ? x : zero) - a * poly * ExpNonPositive(x * x * -0.5f) * 0.5f;
+}
+
+// y = gelu(x), exact (erf) form; x and y of any shape.
+extern "C" int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                         void *stream, void *extra) {
+  if (nparam != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  int64_t total = 1;
+  for (int d = 0; d < ndims[0]; ++d) total *= shapes[0][d];
+  constexpr int64_t kPiece = 4096;
+  ParallelFor((total + kPiece - 1) / kPiece, total * 32, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * kPiece, stop = std::min(end * kPiece, total); i < stop; i += kLanes) {
+      if (i + kLanes <= stop) {
+        StoreVec(y + i, GeluErf(LoadVec(x + i)));
+      } else {
+        float in[kLanes] = {}, out[kLanes];
+        std::memcpy(in, x + i, (stop - i) * sizeof(float));
+        StoreVec(out, GeluErf(LoadVec(in)));
+        std::memcpy(y + i, out, (stop - i) * sizeof(float));
+      }
+    }
+  });
+  return 0;
+}
+
+// LayerNorm over the last axis: x (..., D), weight (D,), bias (D,), eps (1,) -> y (..., D); mean and
+// variance accumulated in double per row.
+extern "C" int LayerNormLastAxis(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                 void *stream, void *extra) {
+  if (nparam != 5 || ndims[1] != 1 || ndims[2] != 1) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *weight = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  const double eps = static_cast<const float *>(params[3])[0];
+  float *y = static_cast<float *>(params[4]);
+  const int64_t dim = shapes[0][ndims[0] - 1];
+  if (shapes[1][0] != dim || shapes[2][0] != dim) return 2;
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < ndims[0]; ++d) rows *= shapes[0][d];
+  ParallelFor(rows, rows * dim * 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *xr = x + r * dim;
+      float *yr = y + r * dim;
+      double sum = 0.0;
+      for (int64_t i = 0; i < dim; ++i) sum += xr[i];
+      const double mean = sum / dim;
+      double squares = 0.0;
+      for (int64_t i = 0; i < dim; ++i) squares += (xr[i] - mean) * (xr[i] - mean);
+      const float scale = static_cast<float>(1.0 / std::sqrt(squares / dim + eps)), shift = static_cast<float>(mean);
+      for (int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] - shift) * scale * weight[i] + bias[i];
+    }
+  });
+  return 0;
+}
+
 // ---- Channels-last (NHWC) kernels for the MiDaS small encoder: channels padded to a multiple of 16 ----
 
 // Rows positions x NV * 16 output channels: y = act(x @ w + bias (+ residual)); x rows of ci floats,
@@ -760,7 +877,7 @@ def native_library() -> str | None:
 
 CONV_KERNELS = ("Conv3x3Plain", "Conv3x3PreRelu", "Conv3x3PreReluResidual", "Conv3x3PostRelu", "Conv1x1Plain",
                 "Conv3x3FromNhwc", "Winograd3x3Plain", "Winograd3x3PreRelu", "Winograd3x3PreReluResidual",
-                "Winograd3x3PostRelu")
+                "Winograd3x3PostRelu", "Winograd3x3Raw")
 PACK = 8  # output channels per register block of the conv kernels
 
 
@@ -774,7 +891,26 @@ def native_conv_op(kernel: str):
     def out_shape(x_shape, weight_shape, bias_shape, *residual_shape):
         if kernel.endswith("FromNhwc"):  # (N, H, W, C') in
             return (x_shape[0], bias_shape[0], x_shape[1], x_shape[2])
+        if kernel.endswith("Raw"):  # raw (Co, Ci, 3, 3) weight
+            return (x_shape[0], weight_shape[0], x_shape[2], x_shape[3])
         return (x_shape[0], bias_shape[0], x_shape[2], x_shape[3])
+
+    def out_dtype(x_dtype, *other_dtypes):
+        return x_dtype
+
+    return ops.Custom(f"{library}:{kernel}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+
+
+@functools.lru_cache(maxsize=None)
+def native_elementwise_op(kernel: str):
+    """``ops.Custom`` for 'GeluExact' (x -> gelu(x)) or 'LayerNormLastAxis' (x, weight, bias, eps (1,) -> y),
+    output shaped like x; None when unavailable."""
+    library = native_library()
+    if library is None or kernel not in ("GeluExact", "LayerNormLastAxis"):
+        return None
+
+    def out_shape(x_shape, *other_shapes):
+        return x_shape
 
     def out_dtype(x_dtype, *other_dtypes):
         return x_dtype

@@ -100,7 +100,9 @@ def dinov2_features(backbone, pixel_values, mint):
     mindone's Dinov2 does not compile: its Backbone wrapper calls ``self`` inside ``construct`` and the
     patch embedding / attention use torch-style ``Tensor.transpose(d0, d1)``. Same parameters, same
     operations (eager attention, pre-norm blocks with layer scale, final layernorm on the out stages,
-    tokens kept with the CLS token: reshape_hidden_states=False as in Depth Anything).
+    tokens kept with the CLS token: reshape_hidden_states=False as in Depth Anything), except that the
+    1 / sqrt(head_dim) scaling multiplies q (N x D values) instead of the scores (N x N per head), and
+    the MLP's exact GELU is :func:`mindspore_device.gelu_exact`.
     """
     cfg = backbone.config
     emb = backbone.embeddings
@@ -115,18 +117,23 @@ def dinov2_features(backbone, pixel_values, mint):
     head_dim = channels // heads
     scaling = head_dim ** -0.5
     wanted = [backbone.stage_names.index(s) for s in backbone.out_features]  # 0 = embeddings
+    exact_gelu_mlp = cfg.hidden_act == "gelu" and not getattr(cfg, "use_swiglu_ffn", False)
     features = []
     for index, layer in enumerate(backbone.encoder.layer):
         att = layer.attention.attention
         a = layer.norm1(x)
         n = a.shape[1]
-        q = att.query(a).reshape(batch, n, heads, head_dim).swapaxes(1, 2)  # (B, H, N, D)
+        q = (att.query(a) * scaling).reshape(batch, n, heads, head_dim).swapaxes(1, 2)  # (B, H, N, D), scaled
         k = att.key(a).reshape(batch, n, heads, head_dim).swapaxes(1, 2)
         v = att.value(a).reshape(batch, n, heads, head_dim).swapaxes(1, 2)
-        weights = mint.nn.functional.softmax(mint.matmul(q, k.swapaxes(2, 3)) * scaling, dim=-1)  # (B, H, N, N)
+        weights = mint.nn.functional.softmax(mint.matmul(q, k.swapaxes(2, 3)), dim=-1)  # (B, H, N, N)
         context = mint.matmul(weights, v).swapaxes(1, 2).reshape(batch, n, channels)  # (B, N, C)
         x = layer.layer_scale1(layer.attention.output.dense(context)) + x
-        x = layer.layer_scale2(layer.mlp(layer.norm2(x))) + x
+        if exact_gelu_mlp:  # the MLP with the native GELU (mindone's calls the ops fallback)
+            hidden = layer.mlp.fc2(mindspore_device.gelu_exact(layer.mlp.fc1(layer.norm2(x))))
+        else:
+            hidden = layer.mlp(layer.norm2(x))
+        x = layer.layer_scale2(hidden) + x
         if index + 1 in wanted:
             features.append(backbone.layernorm(x) if cfg.apply_layernorm else x)
     return features
