@@ -178,6 +178,9 @@ def load(folder: str, model: str, device: str = "cpu", mode: str = "pynative") -
     except Exception as e:  # noqa: BLE001 (mindone raises many types; name the folder)
         raise EstimatorError(f"{model}: mindone could not load {folder}: {type(e).__name__}: {e}") from e
     net.set_train(False)
+    from depth_ms.models import native_cells
+
+    native_cells.swap_in(net)  # the ViT's LayerNorm and GELU on the native kernels (CPU)
     hybrid = model == "dpt_hybrid"
     if model == "depth_anything_v2_small":
         stride = int(config.get("patch_size", 14))
