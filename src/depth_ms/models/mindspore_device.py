@@ -196,6 +196,16 @@ def _group_norm_construct(self, input):  # noqa: A002
     return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
 
+def conv3x3(input, weight, bias):  # noqa: A002
+    """3x3 convolution, stride 1, padding 1, groups 1, (C_out,) ``bias``: Winograd (:func:`_conv2d`'s rule) or ops."""
+    return _conv2d(input, weight, bias, 1, 1, 1, 1)
+
+
+def conv_transpose2d(input, weight, bias, stride):  # noqa: A002
+    """Transposed convolution, weight (C_in, C_out, kh, kw), no padding (the ``mint`` fallback)."""
+    return _conv_transpose2d(input, weight, bias, stride)
+
+
 def native_kernels_bound() -> bool:
     """True when configure() bound the native CPU kernels (see _NATIVE_GELU)."""
     return _NATIVE_GELU is not None
