@@ -122,3 +122,43 @@ def test_stem_and_channels_last_projection(nk):
     features = np.concatenate([stem[..., :24], np.full((1, 7, 9, 8), 1e6)], axis=3)  # 24 real + 8 padding
     got = run(nk.native_conv_op("Conv3x3FromNhwc"), features, nk.pack_conv(proj), np.zeros(16))
     close(got, conv2d(stem[..., :24].transpose(0, 3, 1, 2), proj, np.zeros(16)))
+
+
+def test_native_cells_swap_keeps_outputs_and_compiles(nk):
+    """native_cells.swap_in on mindone's DPT/BiT layer kinds: same output eagerly and under ms.jit."""
+    import mindspore as ms
+    from mindone.transformers.activations import GELUActivation
+    from types import SimpleNamespace
+
+    from mindone.transformers.models.bit.modeling_bit import BitGroupNormActivation, WeightStandardizedConv2d
+    from mindspore import nn
+
+    from depth_ms.models import native_cells
+
+    class Block(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.std_conv = WeightStandardizedConv2d(8, 16, 3, stride=1, padding="SAME")
+            self.norm = BitGroupNormActivation(SimpleNamespace(num_groups=4, hidden_act="relu"), 16)
+            self.conv = nn.Conv2d(16, 16, 3, stride=1, padding=1, pad_mode="pad", has_bias=True)
+            self.up = nn.Conv2dTranspose(16, 8, 2, stride=2, pad_mode="pad", padding=0, has_bias=True)
+            self.layer_norm = nn.LayerNorm((8,), epsilon=1e-6)
+            self.act = GELUActivation()
+
+        def construct(self, x):
+            y = self.up(self.conv(self.norm(self.std_conv(x))))  # (N, 8, 2H, 2W)
+            return self.act(self.layer_norm(y.transpose(0, 2, 3, 1)))  # (N, 2H, 2W, 8)
+
+    rng = np.random.default_rng(11)
+    block = Block()
+    for name, param in block.parameters_and_names():
+        param.set_data(ms.Tensor(rng.standard_normal(param.shape).astype(np.float32) * 0.3))
+    x = ms.Tensor(rng.standard_normal((1, 8, 40, 36)).astype(np.float32))  # 1440 pixels: Winograd
+    before = block(x).asnumpy()
+    assert native_cells.swap_in(block) == 6
+    kinds = {type(c).__name__ for _, c in block.cells_and_names()}
+    assert {"StandardizedConv2d", "GroupNormActivation", "Conv3x3", "BlockTransposedConv", "LastAxisLayerNorm",
+            "ExactGelu"} <= kinds
+    assert len({p.name for p in block.get_parameters()}) == len(list(block.get_parameters()))  # unique names
+    np.testing.assert_allclose(block(x).asnumpy(), before, atol=2e-5)
+    np.testing.assert_allclose(ms.jit(block.construct)(x).asnumpy(), before, atol=2e-5)
