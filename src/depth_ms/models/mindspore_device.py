@@ -45,13 +45,13 @@ CPU_ISAS = ("auto", "SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_CORE_VNNI", "
 ms = None
 ops = None
 # Native CPU kernels (depth_ms.models.native_kernels) bound by configure() on CPU, else None: exact
-# GELU, last-axis LayerNorm and Winograd 3x3 convolution, which MindSpore's CPU ops run 2-20x slower
-# (single-threaded elementwise passes; oneDNN gemm on NCHW). DEPTH_MS_NATIVE_KERNELS=0 turns them off.
+# GELU, last-axis LayerNorm, GroupNorm and Winograd 3x3 convolution, which MindSpore's CPU ops ran 2-30x
+# slower than PyTorch (bench/bench_native_ops.py). DEPTH_MS_NATIVE_KERNELS=0 turns them off.
 _NATIVE_GELU = None
 _NATIVE_LAYER_NORM = None
 _NATIVE_WINOGRAD = None
 _NATIVE_GROUP_NORM = None
-WINOGRAD_MIN_PIXELS = 1024  # below, the per-call weight transform (UNet: 1280 channels at 10x8) costs too much
+WINOGRAD_MIN_PIXELS = 1024  # smaller maps stay on oneDNN: with 256 the UNet pass took 1.69 s instead of 1.43 s
 
 _ORIGINALS: dict[str, object] = {}  # target -> attribute it replaced
 _STATE: dict[str, object] = {}
@@ -257,7 +257,8 @@ def _conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padd
     The full, unpadded result is cropped by ``padding``; ``output_padding`` extra rows/columns at
     the bottom/right are zero where nothing contributes, as in PyTorch. A kernel equal to its stride
     (DPT / Depth Anything reassembly: 4x4 stride 4, 2x2 stride 2) places disjoint blocks: one matrix
-    product and a transpose (5x faster than Conv2DBackpropInput on CPU).
+    product and a transpose (4 ms instead of 27 ms through the general path below for DPT's 48-channel
+    4x4 / stride 4 at 37x37).
     """
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
@@ -267,7 +268,8 @@ def _conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padd
     kh, kw = weight.shape[2], weight.shape[3]
     if (kh, kw) == (sh, sw) and (ph, pw, oph, opw) == (0, 0, 0, 0) and (dh, dw) == (1, 1) and groups == 1:
         c_out = weight.shape[1]
-        blocks = ops.matmul(weight.reshape(c_in, -1).swapaxes(0, 1), input.reshape(n, c_in, h * w))  # (N, C_out kh kw, h w)
+        columns = weight.reshape(c_in, -1).swapaxes(0, 1)  # (C_out kh kw, C_in)
+        blocks = ops.matmul(columns, input.reshape(n, c_in, h * w))  # (N, C_out kh kw, h w)
         out = blocks.reshape(n, c_out, kh, kw, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c_out, h * kh, w * kw)
         return out if bias is None else out + bias.reshape(1, -1, 1, 1)
     c_out = weight.shape[1] * groups

@@ -131,7 +131,9 @@ class Conv2d(nn.Cell):
         self.packed_bias = ms.Tensor(bias.astype(np.float32))
         self.native_op, self.native_variant = op, variant
         self.winograd_op = native_conv_op(f"Winograd3x3{variant}") if k == 3 else None
-        self.winograd_weight = ms.Tensor(pack_winograd(weight)) if self.winograd_op is not None else None  # (16, Ci, Co)
+        self.winograd_weight = None
+        if self.winograd_op is not None:
+            self.winograd_weight = ms.Tensor(pack_winograd(weight))  # (16, Ci, Co)
         return True
 
     def run_native(self, x, *residual):
