@@ -329,6 +329,7 @@ class Encoder(nn.Cell):
         self.stem_nhwc = None  # (op, weight, bias) of the stem when channels_last
 
     def blocks(self) -> list:
+        """Every depthwise-separable / inverted-residual block, in order."""
         return [block for layer in (self.layer1, self.layer2, self.layer3, self.layer4) for cell in layer.cells()
                 if isinstance(cell, nn.SequentialCell) for block in cell.cells()]
 
