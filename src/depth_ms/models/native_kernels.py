@@ -147,6 +147,13 @@ constexpr int64_t kBlockCo = 8;  // output channels per register block
 constexpr int64_t kChunk = 32;   // flattened output positions per register block (2 vectors)
 enum Activation { kNone, kRelu, kRelu6 };
 
+template <Activation Act>
+static inline float ActivateScalar(float v) {
+  if (Act != kNone) v = std::max(v, 0.0f);
+  if (Act == kRelu6) v = std::min(v, 6.0f);
+  return v;
+}
+
 static inline Vec16 LoadVec(const float *p) {
   Vec16 v;
   std::memcpy(&v, p, sizeof(v));
@@ -230,11 +237,8 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
         if (i < width) {
           const int64_t offset = (n * out_ch + block * kBlockCo) * height * width + r * width + i;
           for (int64_t j = 0; j < kBlockCo; ++j) {
-            float v = values[j][f - first];
-            if (Residual) v += residual[offset + j * height * width];
-            if (Act != kNone) v = std::max(v, 0.0f);
-            if (Act == kRelu6) v = std::min(v, 6.0f);
-            y[offset + j * height * width] = v;
+            const float v = values[j][f - first] + (Residual ? residual[offset + j * height * width] : 0.0f);
+            y[offset + j * height * width] = ActivateScalar<Act>(v);
           }
         }
         if (++i == pw) i = 0, ++r;
@@ -301,10 +305,9 @@ static inline void WinogradGemm(const float *u, int64_t u_stride, int64_t ci, co
     for (int j = 0; j < NV; ++j) StoreVec(m + r * m_stride + j * kLanes, acc[r][j]);
 }
 
-// B^T d B of 4x4 patches d (T = float or Vec16: one patch per lane).
-template <typename T>
-static inline void InputTransform(const T d[4][4], T out[16]) {
-  T t[4][4];
+// B^T d B of 4x4 patches d, one patch per lane.
+static inline void InputTransform(const Vec16 d[4][4], Vec16 out[16]) {
+  Vec16 t[4][4];
   for (int c = 0; c < 4; ++c) {
     t[0][c] = d[0][c] - d[2][c];
     t[1][c] = d[1][c] + d[2][c];
@@ -319,10 +322,9 @@ static inline void InputTransform(const T d[4][4], T out[16]) {
   }
 }
 
-// A^T m A of 4x4 transformed tiles m (T = float or Vec16) -> y[i][j], 2x2 outputs.
-template <typename T>
-static inline void OutputTransform(const T m[16], T y[2][2]) {
-  T s[2][4];
+// A^T m A of 4x4 transformed tiles m, one tile per lane -> y[i][j], 2x2 outputs.
+static inline void OutputTransform(const Vec16 m[16], Vec16 y[2][2]) {
+  Vec16 s[2][4];
   for (int c = 0; c < 4; ++c) {
     s[0][c] = m[c] + m[4 + c] + m[8 + c];
     s[1][c] = m[4 + c] - m[8 + c] - m[12 + c];
@@ -331,13 +333,6 @@ static inline void OutputTransform(const T m[16], T y[2][2]) {
     y[i][0] = s[i][0] + s[i][1] + s[i][2];
     y[i][1] = s[i][1] - s[i][2] - s[i][3];
   }
-}
-
-template <Activation Act>
-static inline float ActivateScalar(float v) {
-  if (Act != kNone) v = std::max(v, 0.0f);
-  if (Act == kRelu6) v = std::min(v, 6.0f);
-  return v;
 }
 
 template <bool PreRelu, bool Residual, Activation Act>
@@ -353,7 +348,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
   if (shapes[1][0] != 16 || shapes[1][1] != in_ch || out_ch % 8) return 2;
   const int64_t tiles_h = (height + 1) / 2, tiles_w = (width + 1) / 2, tiles = tiles_h * tiles_w;
   // even / odd columns of the input padded by one pixel: phase[c][parity][row][k] = xpad[row][2k + parity]
-  const int64_t rows = 2 * tiles_h + 2, cols = tiles_w + 1 + kLanes, phase = rows * cols;
+  const int64_t rows = 2 * tiles_h + 2, cols = tiles_w + 1, phase = rows * cols;
   float *phases = Scratch(0, in_ch * 2 * phase);
   constexpr int64_t block = kWinogradBlock;
   const int64_t blocks = (tiles + block - 1) / block, plane = height * width;
@@ -410,7 +405,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
                 }
               }
               for (int r = 0; r < 4; ++r)
-                for (int c = 0; c < 4; ++c) d[r][c] = LoadVec(lanes[r][c]);
+                for (int k = 0; k < 4; ++k) d[r][k] = LoadVec(lanes[r][k]);
             }
             InputTransform(d, out);
             for (int xi = 0; xi < 16; ++xi) StoreVec(vc + xi * in_ch * span + g, out[xi]);
@@ -951,11 +946,23 @@ CONV_KERNELS = ("Conv3x3Plain", "Conv3x3PreRelu", "Conv3x3PreReluResidual", "Con
 PACK = 8  # output channels per register block of the conv kernels
 
 
+def _custom_op(kernel: str, out_shape):
+    """``ops.Custom`` running the native function ``kernel`` (output dtype = first input's), or None
+    when the library is unavailable."""
+    library = native_library()
+    if library is None:
+        return None
+
+    def out_dtype(x_dtype, *other_dtypes):
+        return x_dtype
+
+    return ops.Custom(f"{library}:{kernel}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+
+
 @functools.lru_cache(maxsize=None)
 def native_conv_op(kernel: str):
     """``ops.Custom`` for the conv kernel named ``kernel`` (one of CONV_KERNELS), or None when unavailable."""
-    library = native_library()
-    if library is None or kernel not in CONV_KERNELS:
+    if kernel not in CONV_KERNELS:
         return None
 
     def out_shape(x_shape, weight_shape, bias_shape, *residual_shape):
@@ -965,10 +972,7 @@ def native_conv_op(kernel: str):
             return (x_shape[0], weight_shape[0], x_shape[2], x_shape[3])
         return (x_shape[0], bias_shape[0], x_shape[2], x_shape[3])
 
-    def out_dtype(x_dtype, *other_dtypes):
-        return x_dtype
-
-    return ops.Custom(f"{library}:{kernel}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+    return _custom_op(kernel, out_shape)
 
 
 @functools.lru_cache(maxsize=None)
@@ -976,17 +980,13 @@ def native_elementwise_op(kernel: str):
     """``ops.Custom`` for 'GeluExact' (x -> gelu(x)), 'LayerNormLastAxis' (x, weight, bias, eps (1,) -> y)
     or 'GroupNormPlain' / 'GroupNormRelu' (x (N, C, ...), weight, bias, eps (groups,) -> y), output
     shaped like x; None when unavailable."""
-    library = native_library()
-    if library is None or kernel not in ("GeluExact", "LayerNormLastAxis", "GroupNormPlain", "GroupNormRelu"):
+    if kernel not in ("GeluExact", "LayerNormLastAxis", "GroupNormPlain", "GroupNormRelu"):
         return None
 
     def out_shape(x_shape, *other_shapes):
         return x_shape
 
-    def out_dtype(x_dtype, *other_dtypes):
-        return x_dtype
-
-    return ops.Custom(f"{library}:{kernel}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+    return _custom_op(kernel, out_shape)
 
 
 NHWC_LANES = 16  # channel padding of the NHWC kernels
@@ -1000,52 +1000,35 @@ def padded_channels(channels: int) -> int:
 @functools.lru_cache(maxsize=None)
 def native_pointwise_op(variant: str):
     """``ops.Custom`` for the NHWC 1x1 kernel ``PointwiseNhwc{variant}`` (Plain, Relu6, Residual), or None."""
-    library = native_library()
-    if library is None or variant not in ("Plain", "Relu6", "Residual"):
+    if variant not in ("Plain", "Relu6", "Residual"):
         return None
 
     def out_shape(x_shape, weight_shape, bias_shape, *residual_shape):
         return (x_shape[0], x_shape[1], x_shape[2], weight_shape[1])
 
-    def out_dtype(x_dtype, *other_dtypes):
-        return x_dtype
-
-    return ops.Custom(f"{library}:PointwiseNhwc{variant}", out_shape=out_shape, out_dtype=out_dtype,
-                      func_type="aot")
+    return _custom_op(f"PointwiseNhwc{variant}", out_shape)
 
 
 @functools.lru_cache(maxsize=None)
 def native_depthwise_nhwc_op(stride: int):
     """``ops.Custom`` for the NHWC depthwise conv + bias + ReLU6 with ``stride`` (1 or 2), or None."""
-    library = native_library()
-    if library is None or stride not in (1, 2):
+    if stride not in (1, 2):
         return None
 
     def out_shape(x_shape, weight_shape, bias_shape):
         return (x_shape[0], -(-x_shape[1] // stride), -(-x_shape[2] // stride), x_shape[3])
 
-    def out_dtype(x_dtype, weight_dtype, bias_dtype):
-        return x_dtype
-
-    return ops.Custom(f"{library}:DepthwiseNhwcStride{stride}", out_shape=out_shape, out_dtype=out_dtype,
-                      func_type="aot")
+    return _custom_op(f"DepthwiseNhwcStride{stride}", out_shape)
 
 
 @functools.lru_cache(maxsize=None)
 def native_stem_op():
     """``ops.Custom`` for the stem conv (3x3, stride 2) + bias + ReLU6 from NCHW to NHWC, or None."""
-    library = native_library()
-    if library is None:
-        return None
 
     def out_shape(x_shape, weight_shape, bias_shape):
         return (x_shape[0], -(-x_shape[2] // 2), -(-x_shape[3] // 2), weight_shape[1])
 
-    def out_dtype(x_dtype, weight_dtype, bias_dtype):
-        return x_dtype
-
-    return ops.Custom(f"{library}:StemConv3x3Stride2Nhwc", out_shape=out_shape, out_dtype=out_dtype,
-                      func_type="aot")
+    return _custom_op("StemConv3x3Stride2Nhwc", out_shape)
 
 
 def pack_stem(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
