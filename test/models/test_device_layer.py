@@ -240,6 +240,25 @@ def test_attention_scores_fallback_matches_numpy(ms_cpu):
         np.testing.assert_allclose(got.asnumpy(), ref, rtol=1e-5, atol=1e-6)
 
 
+def test_math_attention_native_and_masked_paths_match_numpy(ms_cpu):
+    """mindone Attention.math_attention_op: 4-D heads unmasked (native fused kernel on CPU when bound) and
+    with a boolean mask (True = attend; mindone's get_attention_scores path)."""
+    from mindone.diffusers.models.attention_processor import Attention
+
+    rng = np.random.default_rng(6)
+    attn = Attention(query_dim=64, heads=2, dim_head=32)
+    q, k, v = (rng.standard_normal((1, 2, n, 32)).astype(np.float32) for n in (40, 7, 7))
+    keep = rng.random((1, 2, 40, 7)) < 0.7
+    keep[..., 0] = True
+    for mask in (None, keep):
+        logits = np.einsum("bhqd,bhkd->bhqk", q, k) * attn.scale + (0.0 if mask is None else np.where(mask, 0.0, -1e30))
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        ref = np.einsum("bhqk,bhkd->bhqd", probs / probs.sum(-1, keepdims=True), v)
+        got = attn.math_attention_op(T(ms_cpu, q), T(ms_cpu, k), T(ms_cpu, v),
+                                     None if mask is None else ms_cpu.Tensor(mask.reshape(2, 40, 7)))
+        np.testing.assert_allclose(got.asnumpy(), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_gelu_and_layer_norm(ms_cpu):
     x = np.linspace(-5, 5, 101, dtype=np.float32).reshape(1, 101)
     f = mint.nn.functional

@@ -336,6 +336,26 @@ def test_empty_prompt_embedding_is_computed_once_at_load(marigold, folders):
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+def test_folded_cross_attention_matches_diffusers_unet(marigold, folders):  # marigold: device configured
+    """The UNet with the empty prompt folded into its cross-attentions equals diffusers' UNet given the
+    prompt's embedding, and holds no cross-attention Attention any more."""
+    from mindone.diffusers.models.attention_processor import Attention
+
+    import mindspore as ms
+
+    parts = checkpoint.load(_path(folders, "v1-1"))
+    blocks = [cell for _, cell in parts.unet.cells_and_names() if hasattr(cell, "attn2")]
+    assert blocks and not any(isinstance(b.attn2, Attention) for b in blocks)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 8, 6, 10)).astype(np.float32)
+    text = parts.text_embedding.asnumpy()
+    got = parts.unet(ms.Tensor(x), ms.Tensor(np.int32([501])), ms.Tensor(text))[0].asnumpy()
+    with torch.no_grad():
+        ref = folders["ddim"]["unet"](torch.from_numpy(x), 501, torch.from_numpy(text)).sample.numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert np.abs(ref).max() > 0.1
+
+
 # ------------------------------------------------------------------------------- modes and imports
 
 

@@ -55,6 +55,34 @@ def close(got, ref, tol=2e-5):
     assert np.abs(got - ref).max() <= tol * max(1.0, np.abs(ref).max())
 
 
+def attention(q, k, v, scale):
+    """float64 reference: softmax(scale q k^T) v over (B, N, d), (B, M, d), (B, M, dv)."""
+    logits = np.einsum("bnd,bmd->bnm", q.astype(np.float64), k.astype(np.float64)) * scale
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return np.einsum("bnm,bme->bne", probs / probs.sum(-1, keepdims=True), v.astype(np.float64))
+
+
+@pytest.mark.parametrize("b,n,m,d,dv", [(3, 45, 45, 16, 16), (2, 70, 2, 64, 48), (1, 8, 33, 32, 64), (5, 1, 100, 16, 32)])
+def test_fused_attention_matches_softmax_of_scores(nk, b, n, m, d, dv):
+    """Query blocks with tails (45, 70 rows), 2 keys (Marigold's context), key counts off the 32-key tiles."""
+    rng = np.random.default_rng(b * n + m)
+    q, k = rng.standard_normal((b, n, d)) * 3, rng.standard_normal((b, m, d))
+    v = rng.standard_normal((b, m, dv))
+    close(run(nk.native_attention_op(), q, k, v, np.float32([0.3])), attention(q, k, v, 0.3), tol=1e-5)
+
+
+def test_fused_attention_keeps_peaked_rows_and_nan(nk):
+    """Logits 80 apart (one-hot probabilities, no overflow); a NaN query row stays NaN, the others finite."""
+    q = np.zeros((1, 3, 16))
+    q[0, 0, 0], q[0, 1, 0], q[0, 2, 0] = 80.0, -80.0, np.nan
+    k = np.zeros((1, 3, 16))
+    k[0, :, 0] = [1.0, 0.0, -1.0]
+    v = np.arange(48.0).reshape(1, 3, 16)
+    got = run(nk.native_attention_op(), q, k, v, np.float32([1.0]))
+    np.testing.assert_allclose(got[0, :2], v[0, [0, 2]], atol=1e-4)
+    assert np.isnan(got[0, 2]).all()
+
+
 @pytest.mark.parametrize("ci,co,h,w", [(8, 16, 7, 5), (24, 32, 33, 40), (16, 8, 64, 70), (40, 48, 2, 3)])
 def test_winograd_matches_direct_convolution(nk, ci, co, h, w):
     rng = np.random.default_rng(ci + h)

@@ -17,6 +17,7 @@ from depth_ms.models import weights
 from depth_ms.models.base import EstimatorError
 
 from . import schedulers
+from .constant_context import fold_cross_attention
 
 WEIGHT_FILES = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
@@ -212,12 +213,13 @@ def empty_prompt_embedding(path: str, text_encoder) -> Any:
     return ms.Tensor(out.asnumpy())
 
 
-def load(path: str, tiny_vae: str = "", full_vae: bool = True) -> MarigoldParts:
+def load(path: str, tiny_vae: str = "", full_vae: bool = True, fold_context: bool = True) -> MarigoldParts:
     """Load a checkpoint folder (and optionally a TAESD folder) as MindSpore modules.
 
     ``full_vae=False`` (only with ``tiny_vae``) skips the checkpoint's VAE when the tiny one does
-    both encoding and decoding (330 MB less). The caller configures the device first
-    (``mindspore_device.configure``).
+    both encoding and decoding (330 MB less). ``fold_context`` folds the empty-prompt embedding into
+    the UNet's cross-attentions (:mod:`.constant_context`), which then ignore the context they are
+    given. The caller configures the device first (``mindspore_device.configure``).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: from_pretrained gets local paths only
     info = check_folder(path)
@@ -231,6 +233,8 @@ def load(path: str, tiny_vae: str = "", full_vae: bool = True) -> MarigoldParts:
         text_embedding = empty_prompt_embedding(info.path, text_encoder)
         del text_encoder  # used once, freed before the UNet arrives
         unet = load_diffusers_model(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
+        if fold_context:
+            fold_cross_attention(unet, text_embedding.asnumpy()[0])
         vae = load_diffusers_model(AutoencoderKL, os.path.join(info.path, "vae"), info.variants["vae"]) \
             if full_vae or not tiny_path else None
         tiny = load_diffusers_model(AutoencoderTiny, tiny_path) if tiny_path else None
