@@ -9,6 +9,8 @@ loading the weights):
 - ``ours_warm1``: ``warm_start='blend'``, ``warm_steps=1``, full VAE: the first frame is cold (4 steps),
   later frames run 1 UNet step.
 - ``ours_warm1_tiny``: the same with TAESD as the VAE (``tiny_vae``), the streaming configuration.
+- ``ours_warm1_tiny_whole``: the same with ``unet_graphs='whole'`` (one UNet graph instead of one per block:
+  faster, more memory in graph mode).
 
 Input: consecutive simulator frames (defaults of config/sim.yaml at the requested size). The first call (compilation
 in graph mode, cold frame for the warm rows) is reported separately; "median" is over the following
@@ -33,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from bench_marigold_parts import DEFAULT_FOLDER, DEFAULT_TAESD, ensure_weights  # noqa: E402
 
-CONFIGS = ("torch_4step", "ours_cold4", "ours_warm1", "ours_warm1_tiny")
+CONFIGS = ("torch_4step", "ours_cold4", "ours_warm1", "ours_warm1_tiny", "ours_warm1_tiny_whole")
 
 
 def sim_frames(width: int, height: int, count: int) -> list:
@@ -67,7 +69,8 @@ def run_ours(config: str, folder: str, taesd: str, mode: str, frames: list) -> t
 
     options = {"checkpoint": folder, "steps": 4, "processing_resolution": 0,  # the input size, as torch_4step
                "warm_start": "none" if config == "ours_cold4" else "blend",
-               "warm_steps": 1, "tiny_vae": taesd if config == "ours_warm1_tiny" else ""}
+               "warm_steps": 1, "tiny_vae": taesd if config.startswith("ours_warm1_tiny") else "",
+               "unet_graphs": "whole" if config.endswith("_whole") else "blocks"}
     estimator = registry.create("marigold", options, device="cpu", mode=mode)
     times, steps, parts = [], [], []
     for frame in frames:

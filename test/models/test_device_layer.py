@@ -259,6 +259,30 @@ def test_math_attention_native_and_masked_paths_match_numpy(ms_cpu):
         np.testing.assert_allclose(got.asnumpy(), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["tokens", "vae"])
+def test_attention_processor_matches_mindones_own(ms_cpu, layout, monkeypatch):
+    """Our AttnProcessor2_0.__call__ (fused heads, native layout changes) against mindone's original, for
+    UNet-style token inputs with a context and the VAE's 4-D input with group norm and a residual."""
+    from mindone.diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    rng = np.random.default_rng(8)
+    if layout == "tokens":
+        attn = Attention(64, heads=2, dim_head=32, cross_attention_dim=48)
+        args = (T(ms_cpu, rng.standard_normal((2, 30, 64)).astype(np.float32)),
+                T(ms_cpu, rng.standard_normal((2, 5, 48)).astype(np.float32)))
+    else:
+        attn = Attention(32, heads=1, dim_head=32, norm_num_groups=8, residual_connection=True,
+                         rescale_output_factor=2.0, _from_deprecated_attn_block=True)
+        args = (T(ms_cpu, rng.standard_normal((1, 32, 6, 7)).astype(np.float32)), None)
+    for _, p in attn.parameters_and_names():
+        p.set_data(T(ms_cpu, rng.standard_normal(p.shape).astype(np.float32) * 0.3))
+    ours = attn(*args).asnumpy()
+    original = md._ORIGINALS["mindone.diffusers.models.attention_processor.AttnProcessor2_0.__call__"]
+    monkeypatch.setattr(AttnProcessor2_0, "__call__", original)
+    np.testing.assert_allclose(ours, attn(*args).asnumpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(ours).max() > 0.1
+
+
 def test_gelu_and_layer_norm(ms_cpu):
     x = np.linspace(-5, 5, 101, dtype=np.float32).reshape(1, 101)
     f = mint.nn.functional
@@ -393,6 +417,8 @@ def test_native_kernels_behind_the_fallbacks(ms_cpu):
     layer = mint.nn.Conv2d(8, 16, 3, padding=1, bias=False)
     layer.weight.set_data(T(ms_cpu, w))
     np.testing.assert_allclose(layer(T(ms_cpu, x)).asnumpy(), ref - b[None, :, None, None], atol=1e-4)
+    got = mint.nn.functional.conv2d(T(ms_cpu, x), T(ms_cpu, w[:3]), T(ms_cpu, b[:3]), padding=1).asnumpy()
+    np.testing.assert_allclose(got, ref[:, :3], atol=1e-4)  # C_out 3: padded to 8 filters and sliced back
 
 
 @pytest.mark.parametrize("size,scale,align", [((7, 9), None, False), ((12, 4), None, True), (None, 2.0, False),

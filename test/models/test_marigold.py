@@ -379,14 +379,18 @@ def test_graph_mode_matches_pynative_and_never_imports_torch(folders, marigold, 
     code = (
         "import sys, numpy as np\n"
         "from depth_ms.models import registry\n"
-        f"est = registry.create('marigold', {{'checkpoint': {_path(folders, 'v1-1')!r}}}, mode='graph')\n"
-        "np.save('graph.npy', est.engine.run(np.load('rgb.npy')).depth)\n"
+        "for graphs in ('blocks', 'whole'):\n"
+        f"    est = registry.create('marigold', {{'checkpoint': {_path(folders, 'v1-1')!r}, 'unet_graphs': graphs}},"
+        " mode='graph')\n"
+        "    np.save(graphs + '.npy', est.engine.run(np.load('rgb.npy')).depth)\n"
+        "    print(type(est.engine.modules.denoise).__name__)\n"
         "print('torch' in sys.modules, 'diffusers' in sys.modules)\n"
     )
     out = _run(code, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == "False False"
-    np.testing.assert_allclose(np.load(tmp_path / "graph.npy"), eager, atol=1e-5)
+    assert out.stdout.strip().splitlines()[-3:] == ["SegmentedUNet", "Denoise", "False False"]
+    for graphs in ("blocks", "whole"):  # one graph per UNet block, or one for the UNet
+        np.testing.assert_allclose(np.load(tmp_path / f"{graphs}.npy"), eager, atol=1e-5)
 
 
 def test_compile_cache_reuses_graphs_not_weights(tmp_path):

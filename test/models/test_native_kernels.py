@@ -71,6 +71,32 @@ def test_fused_attention_matches_softmax_of_scores(nk, b, n, m, d, dv):
     close(run(nk.native_attention_op(), q, k, v, np.float32([0.3])), attention(q, k, v, 0.3), tol=1e-5)
 
 
+def test_fused_attention_reads_heads_side_by_side(nk):
+    """q (B, N, H * d) as the projections produce it; the scale's length gives the heads."""
+    rng = np.random.default_rng(9)
+    b, n, m, heads, d, dv = 2, 41, 19, 3, 16, 32
+    q, k = rng.standard_normal((b, n, heads * d)), rng.standard_normal((b, m, heads * d))
+    v = rng.standard_normal((b, m, heads * dv))
+    split = lambda x, w: x.reshape(b, -1, heads, w).transpose(0, 2, 1, 3).reshape(b * heads, -1, w)  # noqa: E731
+    ref = attention(split(q, d), split(k, d), split(v, dv), 0.25).reshape(b, heads, n, dv).transpose(0, 2, 1, 3)
+    close(run(nk.native_attention_op(), q, k, v, np.full(heads, 0.25, np.float32)), ref.reshape(b, n, heads * dv),
+          tol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 45, 1), (1, 3, 70, 16), (3, 1, 5, 2)])
+def test_swap_axes_moves_rows_whole(nk, shape):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    close(run(nk.native_elementwise_op("SwapAxes"), x), x.transpose(0, 2, 1, 3), tol=0)
+
+
+def test_geglu_gates_the_first_half_with_the_gelu_of_the_second(nk):
+    from scipy.special import erf
+
+    x = np.random.default_rng(2).standard_normal((3, 7, 64)) * 3
+    ref = x[..., :32] * x[..., 32:] * 0.5 * (1 + erf(x[..., 32:] / np.sqrt(2)))
+    close(run(nk.native_elementwise_op("GegluExact"), x), ref, tol=2e-6)
+
+
 def test_fused_attention_keeps_peaked_rows_and_nan(nk):
     """Logits 80 apart (one-hot probabilities, no overflow); a NaN query row stays NaN, the others finite."""
     q = np.zeros((1, 3, 16))

@@ -53,6 +53,8 @@ _NATIVE_LAYER_NORM = None
 _NATIVE_WINOGRAD = None
 _NATIVE_GROUP_NORM = None
 _NATIVE_ATTENTION = None
+_NATIVE_SWAP_AXES = None
+_NATIVE_GEGLU = None
 NATIVE_ATTENTION_MAX_HEAD_DIM = 128  # wider heads (the VAE's single 512-wide head) stay on BatchMatMul: 18 vs 17 ms
 WINOGRAD_MIN_PIXELS = 1024  # smaller maps stay on oneDNN: with 256 the UNet pass took 1.69 s instead of 1.43 s
 
@@ -233,17 +235,24 @@ def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # n
 def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
     """NCHW convolution on the classic Conv2D kernel; padding int, pair, 'same' or 'valid'.
 
-    On CPU, 3x3 stride-1 convolutions padded by 1 (groups 1, float32, C_out a multiple of 8) on maps of
-    at least WINOGRAD_MIN_PIXELS pixels run as the native Winograd kernel instead, which transforms the
-    weight on every call (16 C_in C_out values, small next to the convolution on such maps).
+    On CPU, 3x3 stride-1 convolutions padded by 1 (groups 1, float32) on maps of at least
+    WINOGRAD_MIN_PIXELS pixels run as the native Winograd kernel instead, which transforms the weight on
+    every call (16 C_in C_out values, small next to the convolution on such maps). C_out is padded to a
+    multiple of 8 with zero filters: TAESD's last 64 -> 3 convolution at 640x480 took 118 ms in oneDNN.
     """
     if _NATIVE_WINOGRAD is not None and groups == 1 and not isinstance(padding, str) and \
             _pair(padding) == (1, 1) and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and \
-            weight.shape[2] == 3 and weight.shape[3] == 3 and weight.shape[0] % 8 == 0 and \
+            weight.shape[2] == 3 and weight.shape[3] == 3 and \
             input.shape[2] * input.shape[3] >= WINOGRAD_MIN_PIXELS and input.dtype == ms.float32:
+        out_ch = weight.shape[0]
         if bias is None:
-            bias = ops.zeros((weight.shape[0],), ms.float32)
-        return _NATIVE_WINOGRAD(input, weight, bias)  # (N, C_out, H, W)
+            bias = ops.zeros((out_ch,), ms.float32)
+        if out_ch % 8 == 0:
+            return _NATIVE_WINOGRAD(input, weight, bias)  # (N, C_out, H, W)
+        extra = 8 - out_ch % 8
+        weight = ops.concat((weight, ops.zeros((extra,) + weight.shape[1:], ms.float32)), 0)  # (C_out', C_in, 3, 3)
+        bias = ops.concat((bias, ops.zeros((extra,), ms.float32)), 0)
+        return _NATIVE_WINOGRAD(input, weight, bias)[:, :out_ch]  # (N, C_out, H, W)
     if isinstance(padding, str):
         out = ops.conv2d(input, weight, None, _pair(stride), padding, 0, _pair(dilation), groups)
     else:
@@ -380,6 +389,109 @@ def _attention_scores(self, query, key, attention_mask=None):
     return ops.softmax(scores, -1).to(dtype)  # (B, N_q, N_k)
 
 
+def swap_axes_12(x):
+    """(A, R, C, D) -> (A, C, R, D), contiguous: the native copy on CPU, else ``swapaxes``.
+
+    MindSpore 2.7's CPU graphs do not reuse the memory of Transpose outputs, nor of the ops that
+    consume them (measured: 10 transpose + add pairs on 10 MB held 220 MB; the same with this
+    kernel, 0), so the UNet's head and layout transposes go through here.
+    """
+    if _NATIVE_SWAP_AXES is not None and x.dtype == ms.float32:
+        return _NATIVE_SWAP_AXES(x)  # (A, C, R, D)
+    return x.swapaxes(1, 2)
+
+
+def channels_to_tokens(x):
+    """(B, C, H, W) -> (B, H * W, C)."""
+    b, c, h, w = x.shape
+    return swap_axes_12(x.reshape(b, c, h * w, 1)).reshape(b, h * w, c)
+
+
+def tokens_to_channels(x, height, width):
+    """(B, H * W, C) -> (B, C, H, W)."""
+    b, n, c = x.shape
+    return swap_axes_12(x.reshape(b, n, c, 1)).reshape(b, c, height, width)
+
+
+def _native_attention_fits(query, value_dim: int, heads: int, masked: bool) -> bool:
+    """True when the fused kernel takes these heads: unmasked float32, d and dv multiples of 16, d small."""
+    head = query.shape[-1] // heads
+    return (not masked and _NATIVE_ATTENTION is not None and query.dtype == ms.float32 and head % 16 == 0
+            and value_dim % (16 * heads) == 0 and head <= NATIVE_ATTENTION_MAX_HEAD_DIM)
+
+
+def _attention_processor_call(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                              temb=None):
+    """mindone AttnProcessor2_0.__call__ with the heads left side by side for the fused kernel.
+
+    The same steps as mindone's (spatial norm, group norm, cross-attention norm, q / k norms, residual,
+    rescale); where the fused kernel fits, q, k and v go to it as the projections produce them, without
+    the three head transposes and the one back, and 4-D inputs change layout with :func:`swap_axes_12`.
+    Otherwise mindone's path (``scaled_dot_product_attention`` on transposed heads).
+    """
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    input_ndim = hidden_states.ndim
+    height, width = 0, 0
+    if input_ndim == 4:
+        height, width = hidden_states.shape[2], hidden_states.shape[3]
+        hidden_states = channels_to_tokens(hidden_states)  # (B, HW, C)
+    batch_size = hidden_states.shape[0] if encoder_hidden_states is None else encoder_hidden_states.shape[0]
+    sequence_length = hidden_states.shape[1] if encoder_hidden_states is None else encoder_hidden_states.shape[1]
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.swapaxes(1, 2)).swapaxes(1, 2)
+    query = attn.to_q(hidden_states)  # (B, N, H * d)
+    if encoder_hidden_states is None:
+        encoder_hidden_states = hidden_states
+    elif attn.norm_cross:
+        encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+    key = attn.to_k(encoder_hidden_states)  # (B, M, H * d)
+    value = attn.to_v(encoder_hidden_states)  # (B, M, H * dv)
+    heads = attn.heads
+    if attn.norm_q is None and attn.norm_k is None and _native_attention_fits(query, value.shape[-1], heads,
+                                                                                attention_mask is not None):
+        hidden_states = _NATIVE_ATTENTION(query, key, value, ops.ones((heads,), ms.float32) * attn.scale)
+    else:
+        head_dim = key.shape[-1] // heads
+        query = query.view(batch_size, -1, heads, head_dim).swapaxes(1, 2)  # (B, H, N, d)
+        key = key.view(batch_size, -1, heads, head_dim).swapaxes(1, 2)
+        value = value.view(batch_size, -1, heads, value.shape[-1] // heads).swapaxes(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        hidden_states = attn.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                          dropout_p=0.0, is_causal=False)  # (B, H, N, dv)
+        hidden_states = hidden_states.swapaxes(1, 2).reshape(batch_size, -1, value.shape[1] * value.shape[-1])
+        hidden_states = hidden_states.to(query.dtype)
+    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))  # (B, N, C_out)
+    if input_ndim == 4:
+        hidden_states = tokens_to_channels(hidden_states, height, width)
+    if attn.residual_connection:
+        hidden_states = hidden_states + residual
+    return hidden_states / attn.rescale_output_factor
+
+
+def _continuous_inputs(self, hidden_states):
+    """mindone Transformer2DModel._operate_on_continuous_inputs with :func:`channels_to_tokens`."""
+    hidden_states = self.norm(hidden_states)
+    if not self.use_linear_projection:
+        hidden_states = self.proj_in(hidden_states)
+        return channels_to_tokens(hidden_states), hidden_states.shape[1]
+    return self.proj_in(channels_to_tokens(hidden_states)), hidden_states.shape[1]
+
+
+def _continuous_outputs(self, hidden_states, residual, batch_size, height, width, inner_dim):
+    """mindone Transformer2DModel._get_output_for_continuous_inputs with :func:`tokens_to_channels`."""
+    if not self.use_linear_projection:
+        return self.proj_out(tokens_to_channels(hidden_states, height, width)) + residual
+    return tokens_to_channels(self.proj_out(hidden_states), height, width) + residual
+
+
 def _math_attention_op(self, query, key, value, attn_mask=None):
     """mindone Attention.math_attention_op: softmax(scale q k^T + mask) v over (..., N, d) heads.
 
@@ -392,9 +504,8 @@ def _math_attention_op(self, query, key, value, attn_mask=None):
     q = query.reshape(-1, query.shape[-2], query.shape[-1])  # (B, N, d)
     k = key.reshape(-1, key.shape[-2], key.shape[-1])  # (B, M, d)
     v = value.reshape(-1, value.shape[-2], value.shape[-1])  # (B, M, dv)
-    head, value_dim = query.shape[-1], value.shape[-1]
-    if (attn_mask is None and _NATIVE_ATTENTION is not None and query.dtype == ms.float32 and head % 16 == 0
-            and value_dim % 16 == 0 and head <= NATIVE_ATTENTION_MAX_HEAD_DIM):
+    value_dim = value.shape[-1]
+    if _native_attention_fits(q, value_dim, 1, attn_mask is not None):
         out = _NATIVE_ATTENTION(q, k, v, ops.ones((1,), ms.float32) * self.scale)  # (B, N, dv)
     else:
         if attn_mask is not None and attn_mask.dtype == ms.bool_:  # True = attend, as in mindone
@@ -426,10 +537,13 @@ def _layer_norm_construct(self, input):  # noqa: A002
 
 
 def _geglu_construct(self, hidden_states):
-    """mindone GEGLU.construct with the gate split by slicing (graph mode has no CPU Chunk kernel) and
-    the exact GELU of :func:`gelu_exact`."""
+    """mindone GEGLU.construct: the native fused kernel on CPU (CPU graphs never free slices early: at
+    640x480 the UNet's GEGLU slices held ~0.7 GB), else the gate split by slicing (graph mode has no CPU
+    Chunk kernel) and the exact GELU of :func:`gelu_exact`."""
     hidden_states = self.proj(hidden_states)  # (..., 2 * dim_out)
     half = hidden_states.shape[-1] // 2
+    if _NATIVE_GEGLU is not None and hidden_states.dtype == ms.float32 and half % 16 == 0:
+        return _NATIVE_GEGLU(hidden_states)  # (..., dim_out)
     return hidden_states[..., :half] * gelu_exact(hidden_states[..., half:])  # (..., dim_out)
 
 
@@ -489,6 +603,15 @@ FALLBACKS: tuple[Fallback, ...] = (
     Fallback("mindone.diffusers.models.attention_processor.Attention.math_attention_op",
              "none (speed and memory: fused attention, no (N, M) probabilities)", "UNet and VAE attention",
              _math_attention_op),
+    Fallback("mindone.diffusers.models.attention_processor.AttnProcessor2_0.__call__",
+             "none (memory and speed: no head transposes, whose outputs CPU graphs never reuse)",
+             "UNet and VAE attention", _attention_processor_call),
+    Fallback("mindone.diffusers.models.transformers.transformer_2d.Transformer2DModel."
+             "_operate_on_continuous_inputs", "none (memory: native layout change, see swap_axes_12)",
+             "UNet transformers", _continuous_inputs),
+    Fallback("mindone.diffusers.models.transformers.transformer_2d.Transformer2DModel."
+             "_get_output_for_continuous_inputs", "none (memory: native layout change, see swap_axes_12)",
+             "UNet transformers", _continuous_outputs),
     Fallback("mindone.diffusers.models.activations.GEGLU.construct", "Chunk (graph mode only)",
              "UNet feed-forward", _geglu_construct),
 )
@@ -557,6 +680,7 @@ def _apply_cpu_isa(max_cpu_isa: str) -> str | None:
 def _bind_native_kernels() -> None:
     """Bind the native CPU kernels the fallbacks use (each None when they cannot be built)."""
     global _NATIVE_GELU, _NATIVE_LAYER_NORM, _NATIVE_WINOGRAD, _NATIVE_GROUP_NORM, _NATIVE_ATTENTION
+    global _NATIVE_SWAP_AXES, _NATIVE_GEGLU
     from depth_ms.models import native_kernels
 
     plain, relu = (native_kernels.native_elementwise_op(k) for k in ("GroupNormPlain", "GroupNormRelu"))
@@ -565,6 +689,8 @@ def _bind_native_kernels() -> None:
     _NATIVE_LAYER_NORM = native_kernels.native_elementwise_op("LayerNormLastAxis")
     _NATIVE_WINOGRAD = native_kernels.native_conv_op("Winograd3x3Raw")
     _NATIVE_ATTENTION = native_kernels.native_attention_op()
+    _NATIVE_SWAP_AXES = native_kernels.native_elementwise_op("SwapAxes")
+    _NATIVE_GEGLU = native_kernels.native_elementwise_op("GegluExact")
 
 
 def keep_torch_out() -> None:

@@ -136,7 +136,7 @@ static void ParallelFor(int64_t count, int64_t work, Body body) {
 // A per-thread scratch buffer of at least `size` floats (slot: which of the caller's buffers), kept
 // between calls so that large temporaries do not page-fault on every convolution.
 static float *Scratch(int slot, size_t size) {
-  thread_local std::vector<float> buffers[4];
+  thread_local std::vector<float> buffers[5];
   std::vector<float> &buffer = buffers[slot];
   if (buffer.size() < size) buffer.resize(size);
   return buffer.data();
@@ -568,6 +568,26 @@ extern "C" int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes
   return 0;
 }
 
+// GEGLU: x (..., 2 D) -> y (..., D) = x[..., :D] * gelu(x[..., D:]) (exact GELU as GeluExact), D a
+// multiple of 16. One pass instead of two slices, a GELU and a product (whose slices CPU graphs never
+// free early).
+extern "C" int GegluExact(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                          void *stream, void *extra) {
+  if (nparam != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t width = shapes[0][ndims[0] - 1], half = width / 2;
+  if (width % (2 * kLanes)) return 2;
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < ndims[0]; ++d) rows *= shapes[0][d];
+  ParallelFor(rows, rows * half * 32, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t i = 0; i < half; i += kLanes)
+        StoreVec(y + r * half + i, LoadVec(x + r * width + i) * GeluErf(LoadVec(x + r * width + half + i)));
+  });
+  return 0;
+}
+
 // LayerNorm over the last axis: x (..., D), weight (D,), bias (D,), eps (1,) -> y (..., D); mean and
 // variance accumulated in double per row.
 extern "C" int LayerNormLastAxis(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
@@ -677,9 +697,11 @@ static inline void ValueTile(const float *probs, int64_t mpad, int64_t j0, int64
     for (int n = 0; n < NV; ++n) StoreVec(acc_rows + r * dv + col + n * kLanes, acc[r][n]);
 }
 
-// q (B, N, d), k (B, M, d), v (B, M, dv), scale (1,) -> out (B, N, dv) = softmax(scale q k^T) v.
-// d and dv multiples of 16. Work items are (batch, 32 query rows); each thread keeps k^T of its
-// current batch (d x M padded to 32) and the item's scores (32 x M) in its scratch buffers.
+// q (B, N, H * d), k (B, M, H * d), v (B, M, H * dv), scale (H,) -> out (B, N, H * dv): per head h (the
+// h-th d / dv columns), softmax(scale q_h k_h^T) v_h; scale's length gives H (its values are all used as
+// scale[0]). Heads side by side in the rows, as the projections produce them: no head transposes.
+// d and dv multiples of 16. Work items are (batch, head, 32 query rows); each thread keeps k_h^T of its
+// current (batch, head) (d x M padded to 32) and the item's scores (32 x M) in its scratch buffers.
 extern "C" int Attention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                          void *stream, void *extra) {
   if (nparam != 5 || ndims[0] != 3 || ndims[1] != 3 || ndims[2] != 3 || ndims[3] != 1) return 1;
@@ -688,51 +710,82 @@ extern "C" int Attention(int nparam, void **params, int *ndims, int64_t **shapes
   const float *v = static_cast<const float *>(params[2]);
   const float scale = static_cast<const float *>(params[3])[0];
   float *out = static_cast<float *>(params[4]);
-  const int64_t batch = shapes[0][0], n = shapes[0][1], d = shapes[0][2], m = shapes[1][1], dv = shapes[2][2];
-  if (shapes[1][0] != batch || shapes[2][0] != batch || shapes[1][2] != d || shapes[2][1] != m || d % kLanes ||
-      dv % kLanes || m < 1)
+  const int64_t batch = shapes[0][0], n = shapes[0][1], m = shapes[1][1], heads = shapes[3][0];
+  const int64_t qk_row = shapes[0][2], v_row = shapes[2][2], d = qk_row / heads, dv = v_row / heads;
+  if (shapes[1][0] != batch || shapes[2][0] != batch || shapes[1][2] != qk_row || shapes[2][1] != m ||
+      qk_row % heads || v_row % heads || d % kLanes || dv % kLanes || m < 1)
     return 2;
   const int64_t mpad = (m + 2 * kLanes - 1) / (2 * kLanes) * (2 * kLanes);
   const int64_t blocks = (n + kQueryBlock - 1) / kQueryBlock;
-  ParallelFor(batch * blocks, batch * n * m * (d + dv), [&](int64_t begin, int64_t end) {
+  ParallelFor(batch * heads * blocks, batch * n * m * (qk_row + v_row), [&](int64_t begin, int64_t end) {
     float *kt = Scratch(0, d * mpad);
     float *qs = Scratch(1, kQueryBlock * d);
     float *scores = Scratch(2, kQueryBlock * mpad);
     float *acc = Scratch(3, kQueryBlock * dv);
+    float *vh = Scratch(4, m * dv);
     float inv_sum[kQueryBlock];
     int64_t loaded = -1;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / blocks, row0 = item % blocks * kQueryBlock;
+      const int64_t bh = item / blocks, b = bh / heads, h = bh % heads, row0 = item % blocks * kQueryBlock;
       const int64_t rows = std::min(kQueryBlock, n - row0);
-      if (b != loaded) {  // k^T of this batch, zero-padded columns
-        const float *kb = k + b * m * d;
+      if (bh != loaded) {  // k_h^T (zero-padded columns) and v_h (contiguous) of this batch and head
+        const float *kb = k + b * m * qk_row + h * d;
         for (int64_t c = 0; c < d; ++c) {
           float *dst = kt + c * mpad;
-          for (int64_t j = 0; j < m; ++j) dst[j] = kb[j * d + c];
+          for (int64_t j = 0; j < m; ++j) dst[j] = kb[j * qk_row + c];
           std::fill(dst + m, dst + mpad, 0.0f);
         }
-        loaded = b;
+        const float *vb = v + b * m * v_row + h * dv;
+        for (int64_t j = 0; j < m; ++j) std::memcpy(vh + j * dv, vb + j * v_row, dv * sizeof(float));
+        loaded = bh;
       }
-      const float *qb = q + (b * n + row0) * d;
-      for (int64_t i = 0; i < rows * d; ++i) qs[i] = qb[i] * scale;
+      const float *qb = q + (b * n + row0) * qk_row + h * d;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < d; ++c) qs[r * d + c] = qb[r * qk_row + c] * scale;
       const int64_t rows8 = (rows + kAttnRows - 1) / kAttnRows * kAttnRows;
       std::fill(qs + rows * d, qs + rows8 * d, 0.0f);
       ScoreBlock(qs, rows8, d, kt, mpad, scores);
       for (int64_t r = 0; r < rows; ++r) inv_sum[r] = SoftmaxRow(scores + r * mpad, m, mpad);
       std::fill(acc, acc + rows8 * dv, 0.0f);
-      const float *vb = v + b * m * dv;
       for (int64_t j0 = 0; j0 < m; j0 += kKeyChunk) {  // kKeyChunk rows of v stay in L1 for all query rows
         const int64_t j1 = std::min(m, j0 + kKeyChunk);
         for (int64_t r0 = 0; r0 < rows8; r0 += kAttnRows) {
           int64_t col = 0;
           for (; col + 2 * kLanes <= dv; col += 2 * kLanes)
-            ValueTile<2>(scores + r0 * mpad, mpad, j0, j1, vb, dv, col, acc + r0 * dv);
-          if (col < dv) ValueTile<1>(scores + r0 * mpad, mpad, j0, j1, vb, dv, col, acc + r0 * dv);
+            ValueTile<2>(scores + r0 * mpad, mpad, j0, j1, vh, dv, col, acc + r0 * dv);
+          if (col < dv) ValueTile<1>(scores + r0 * mpad, mpad, j0, j1, vh, dv, col, acc + r0 * dv);
         }
       }
-      float *ob = out + (b * n + row0) * dv;
+      float *ob = out + (b * n + row0) * v_row + h * dv;
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < dv; ++c) ob[r * dv + c] = acc[r * dv + c] * inv_sum[r];
+        for (int64_t c = 0; c < dv; ++c) ob[r * v_row + c] = acc[r * dv + c] * inv_sum[r];
+    }
+  });
+  return 0;
+}
+
+// x (A, R, C, D) -> y (A, C, R, D): axes 1 and 2 swapped, rows of D values moved whole (D = 1 for a
+// matrix transpose), in 32 x 32 tiles of (R, C).
+extern "C" int SwapAxes(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                        void *stream, void *extra) {
+  if (nparam != 2 || ndims[0] != 4) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t outer = shapes[0][0], rows = shapes[0][1], cols = shapes[0][2], inner = shapes[0][3];
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  ParallelFor(outer * row_tiles, outer * rows * cols * inner * 4, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t a = item / row_tiles, r0 = item % row_tiles * kTile, r1 = std::min(rows, r0 + kTile);
+      const float *xa = x + a * rows * cols * inner;
+      float *ya = y + a * rows * cols * inner;
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        const int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r)
+            if (inner == 1) ya[c * rows + r] = xa[r * cols + c];
+            else std::memcpy(ya + (c * rows + r) * inner, xa + (r * cols + c) * inner, inner * sizeof(float));
+      }
     }
   });
   return 0;
@@ -1120,10 +1173,14 @@ def native_elementwise_op(kernel: str):
     """``ops.Custom`` for 'GeluExact' (x -> gelu(x)), 'LayerNormLastAxis' (x, weight, bias, eps (1,) -> y)
     or 'GroupNormPlain' / 'GroupNormRelu' (x (N, C, ...), weight, bias, eps (groups,) -> y), output
     shaped like x; None when unavailable."""
-    if kernel not in ("GeluExact", "LayerNormLastAxis", "GroupNormPlain", "GroupNormRelu"):
+    if kernel not in ("GeluExact", "LayerNormLastAxis", "GroupNormPlain", "GroupNormRelu", "SwapAxes", "GegluExact"):
         return None
 
     def out_shape(x_shape, *other_shapes):
+        if kernel == "GegluExact":  # (..., 2 D) -> (..., D)
+            return tuple(x_shape[:-1]) + (x_shape[-1] // 2,)
+        if kernel == "SwapAxes":  # (A, R, C, D) -> (A, C, R, D)
+            return (x_shape[0], x_shape[2], x_shape[1], x_shape[3])
         return x_shape
 
     return _custom_op(kernel, out_shape)
@@ -1131,8 +1188,9 @@ def native_elementwise_op(kernel: str):
 
 @functools.lru_cache(maxsize=None)
 def native_attention_op():
-    """``ops.Custom`` for 'Attention': q (B, N, d), k (B, M, d), v (B, M, dv), scale (1,) -> softmax(scale q k^T) v
-    (B, N, dv), d and dv multiples of 16; None when unavailable."""
+    """``ops.Custom`` for 'Attention': q (B, N, H * d), k (B, M, H * d), v (B, M, H * dv), scale (H,) (its length
+    gives the heads H) -> per head softmax(scale q_h k_h^T) v_h, (B, N, H * dv); d and dv multiples of 16;
+    None when unavailable."""
 
     def out_shape(q_shape, k_shape, v_shape, scale_shape):
         return (q_shape[0], q_shape[1], v_shape[2])

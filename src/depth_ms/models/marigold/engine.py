@@ -31,7 +31,7 @@ import numpy as np
 from depth_ms.core.image_ops import canonical_rgb
 from depth_ms.core.types import Frame, Intrinsics
 
-from . import imaging, warping
+from . import imaging, unet_segments, warping
 from .checkpoint import MarigoldParts
 from .ensemble import ensemble_depth
 
@@ -50,6 +50,7 @@ class EngineOptions:
     seed: int = 0  # noise seed (cold frames and re-noising reuse the same fixed noise)
     ensemble: int = 1  # members per frame (> 1 disables warm starts)
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
+    unet_graphs: str = "blocks"  # graph mode: blocks (one graph per UNet block, less memory) | whole (one graph)
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
     max_frame_gap: float = 1.0  # seconds between frames (either direction) beyond which the next one is cold
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
@@ -59,6 +60,8 @@ class EngineOptions:
             raise ValueError(f"warm_start '{self.warm_start}' is not one of {WARM_STARTS}")
         if self.tiny_vae_side not in ("both", "decode", "encode"):
             raise ValueError(f"tiny_vae_side '{self.tiny_vae_side}' is not one of both, decode, encode")
+        if self.unet_graphs not in ("blocks", "whole"):
+            raise ValueError(f"unet_graphs '{self.unet_graphs}' is not one of blocks, whole")
         if self.steps < 0 or self.warm_steps < 1 or self.ensemble < 1 or self.processing_resolution < 0:
             raise ValueError("steps >= 0, warm_steps >= 1, ensemble >= 1 and processing_resolution >= 0 required")
         if not 0.0 <= self.blend <= 1.0:
@@ -84,7 +87,7 @@ class EngineResult:
 class _Modules:
     """The three model calls as small Cells: graph mode compiles each as one graph, except a full VAE (eager)."""
 
-    def __init__(self, parts: MarigoldParts, tiny_side: str) -> None:
+    def __init__(self, parts: MarigoldParts, tiny_side: str, unet_graphs: str = "whole") -> None:
         import mindspore as ms
         from mindspore import nn, ops
 
@@ -131,6 +134,8 @@ class _Modules:
         self.encode, self.denoise, self.decode = Encode(), Denoise(), Decode()
         for cell in (self.encode, self.denoise, self.decode):
             cell.set_train(False)
+        if unet_graphs == "blocks" and ms.get_context("mode") == ms.GRAPH_MODE and unet_segments.supports(parts.unet):
+            self.denoise = unet_segments.SegmentedUNet(parts.unet)  # same call, one graph per block
         self.text = parts.text_embedding  # (1, tokens, hidden)
         # In graph mode the full VAE runs eagerly: MindSpore's CPU graphs hold every intermediate tensor at
         # once (VAE decode 4.5 vs 1.7 GB at 320x240; out of 24 GB at 640x480), for 15-25 % of its time.
@@ -162,7 +167,7 @@ class MarigoldEngine:
         self.align = parts.info.vae_scale_factor
         # below this many pixels a side, the UNet's down/up-sampling cannot match shapes
         self.min_side = self.align * 2 ** (len(parts.unet.config.block_out_channels) - 1)
-        self.modules = _Modules(parts, options.tiny_vae_side)
+        self.modules = _Modules(parts, options.tiny_vae_side, options.unet_graphs)
         self._noise: dict[tuple, np.ndarray] = {}
         self._prev: Optional[dict] = None
         self._reset_reason = "first"
