@@ -9,12 +9,14 @@ loading the weights):
 - ``ours_warm1``: ``warm_start='blend'``, ``warm_steps=1``, full VAE: the first frame is cold (4 steps),
   later frames run 1 UNet step.
 - ``ours_warm1_tiny``: the same with TAESD as the VAE (``tiny_vae``), the streaming configuration.
-- ``ours_warm1_tiny_whole``: the same with ``unet_graphs='whole'`` (one UNet graph instead of one per block:
-  faster, more memory in graph mode).
+- ``ours_warm1_tiny_blocks``: the same with ``unet_graphs='blocks'`` (one graph per UNet block instead of one
+  for the pass: less memory, slower).
 
 Input: consecutive simulator frames (defaults of config/sim.yaml at the requested size). The first call (compilation
 in graph mode, cold frame for the warm rows) is reported separately; "median" is over the following
-frames. Weights: ``write_marigold_folder(size='sd2')`` and ``write_taesd_folder(size='sd')`` once.
+frames. Weights: ``write_marigold_folder(size='sd2')`` and ``write_taesd_folder(size='sd')`` once; by default
+(``--text-encoder sd2``) with a real-size SD2 text encoder in place of that folder's one-layer one, since
+the reference keeps it in memory (``bench_marigold_parts.with_sd2_text_encoder``).
 
     python bench/bench_marigold.py --sizes 320x240 640x480 --frames 4 --mode graph
 """
@@ -33,9 +35,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from bench_marigold_parts import DEFAULT_FOLDER, DEFAULT_TAESD, ensure_weights  # noqa: E402
+from bench_marigold_parts import DEFAULT_FOLDER, DEFAULT_TAESD, ensure_weights, with_sd2_text_encoder  # noqa: E402
 
-CONFIGS = ("torch_4step", "ours_cold4", "ours_warm1", "ours_warm1_tiny", "ours_warm1_tiny_whole")
+CONFIGS = ("torch_4step", "ours_cold4", "ours_warm1", "ours_warm1_tiny", "ours_warm1_tiny_blocks")
 
 
 def sim_frames(width: int, height: int, count: int) -> list:
@@ -70,7 +72,7 @@ def run_ours(config: str, folder: str, taesd: str, mode: str, frames: list) -> t
     options = {"checkpoint": folder, "steps": 4, "processing_resolution": 0,  # the input size, as torch_4step
                "warm_start": "none" if config == "ours_cold4" else "blend",
                "warm_steps": 1, "tiny_vae": taesd if config.startswith("ours_warm1_tiny") else "",
-               "unet_graphs": "whole" if config.endswith("_whole") else "blocks"}
+               "unet_graphs": "blocks" if config.endswith("_blocks") else "whole"}
     estimator = registry.create("marigold", options, device="cpu", mode=mode)
     times, steps, parts = [], [], []
     for frame in frames:
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4, help="consecutive simulator frames per configuration")
     parser.add_argument("--mode", default="graph", choices=("graph", "pynative"), help="MindSpore mode (ours)")
     parser.add_argument("--folder", default=DEFAULT_FOLDER)
+    parser.add_argument("--text-encoder", default="sd2", choices=("sd2", "small"),
+                        help="sd2: the real-size text encoder (1.4 GB, as Marigold v1-1); small: --folder's own (49 MB)")
     parser.add_argument("--taesd", default=DEFAULT_TAESD)
     parser.add_argument("--json", default="")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
@@ -115,6 +119,9 @@ def main() -> None:
         return
 
     ensure_weights(args.folder, args.taesd)
+    if args.text_encoder == "sd2":
+        args.folder = with_sd2_text_encoder(args.folder)
+    print(f"checkpoint: {args.folder}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")]))
     rows = []
     print(f"| config | input | mode | first frame s | median frame s (frames 2..{args.frames}) | steps | "

@@ -53,6 +53,28 @@ def ensure_weights(folder: str, taesd: str) -> None:
         write_taesd_folder(taesd, size="sd")
 
 
+def with_sd2_text_encoder(folder: str) -> str:
+    """``folder`` + '-sd2text': the same checkpoint (parts linked) with a real-size SD2 text encoder.
+
+    The default folder's text encoder is one layer with a 3-token vocabulary (49 MB); the one
+    Marigold v1-1 ships has 23 layers and 49408 tokens (1.4 GB). diffusers' pipeline keeps it loaded,
+    our loader frees it after the empty-prompt embedding, so peak memory compares fairly only with it.
+    """
+    target = folder.rstrip("/") + "-sd2text"
+    if os.path.isfile(os.path.join(target, "text_encoder", "model.safetensors")):
+        return target
+    sys.path.insert(0, os.path.join(ROOT, "test", "models"))
+    from marigold_checkpoints import write_sd2_text_encoder
+
+    os.makedirs(target, exist_ok=True)
+    for name in ("model_index.json", "unet", "vae", "scheduler", "tokenizer"):
+        if not os.path.lexists(os.path.join(target, name)):
+            os.symlink(os.path.join(os.path.abspath(folder), name), os.path.join(target, name))
+    print(f"[parts] writing a random SD2-size text encoder to {target} (once)", file=sys.stderr)
+    write_sd2_text_encoder(os.path.join(target, "text_encoder"))
+    return target
+
+
 def inputs(part: str, width: int, height: int) -> list:
     """Numpy inputs of one call, the same on both sides."""
     rng = np.random.default_rng(0)

@@ -46,6 +46,19 @@ TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_
                  max_position_embeddings=77, hidden_act="gelu", projection_dim=32)
 SD2_CLIP_SMALL = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=1, num_attention_heads=16,
                       max_position_embeddings=77, hidden_act="gelu", projection_dim=1024)
+# The text encoder Marigold v1-1 ships (SD2's OpenCLIP ViT-H/14 text tower as CLIPTextModel: 340 M parameters)
+SD2_CLIP = dict(SD2_CLIP_SMALL, num_hidden_layers=23, vocab_size=49408)
+
+
+def write_sd2_text_encoder(path: str, seed: int = 0) -> None:
+    """Write a random CLIPTextModel of the real SD2 size to ``path`` (1.4 GB), with special tokens 0 / 1 as
+    the tiny tokenizer of :func:`write_marigold_folder`."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPTextConfig(**dict(SD2_CLIP, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    CLIPTextModel(cfg).eval().save_pretrained(path, safe_serialization=True)
 
 
 def _write_tokenizer(path: str) -> None:

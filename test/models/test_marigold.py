@@ -356,6 +356,29 @@ def test_folded_cross_attention_matches_diffusers_unet(marigold, folders):  # ma
     assert np.abs(ref).max() > 0.1
 
 
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_text_encoder_is_freed_after_load(marigold, folders, mode):  # marigold: device configured
+    """The text encoder is used once for the embedding; no CLIPTextModel outlives the load (in graph mode a
+    compiled embedding call had kept the 1.4 GB SD2 encoder alive)."""
+    import gc
+
+    import mindspore as ms
+    from mindone.transformers import CLIPTextModel
+
+    def alive():
+        gc.collect()
+        return sum(isinstance(o, CLIPTextModel) for o in gc.get_objects())
+
+    before, previous = alive(), ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    try:
+        parts = checkpoint.load(_path(folders, "v1-1"))
+    finally:
+        ms.set_context(mode=previous)
+    assert parts.text_embedding.shape == (1, 2, 32)
+    assert alive() == before
+
+
 # ------------------------------------------------------------------------------- modes and imports
 
 

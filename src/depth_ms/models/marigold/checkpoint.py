@@ -6,6 +6,7 @@ the scheduler and prediction type from the folder, and computes the empty-prompt
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 from dataclasses import dataclass
@@ -130,18 +131,6 @@ def check_tiny_vae_folder(path: str) -> str:
     return path
 
 
-def _from_pretrained(cls, folder: str, variant: str = "", dtype_key: str = "mindspore_dtype"):
-    """float32 model from a local folder (mindone.transformers names the dtype argument ``dtype``)."""
-    import mindspore as ms
-
-    kwargs = {"local_files_only": True, dtype_key: ms.float32}
-    if variant:
-        kwargs["variant"] = variant
-    model = cls.from_pretrained(folder, **kwargs)
-    model.set_train(False)
-    return model
-
-
 def load_diffusers_model(cls, folder: str, variant: str = ""):
     """float32 diffusers model from ``folder``, its weights read one tensor at a time.
 
@@ -149,21 +138,52 @@ def load_diffusers_model(cls, folder: str, variant: str = ""):
     mappings are applied), at about half its peak memory: parameters are created uninitialised and
     each is set from its own freshly read array (see :mod:`depth_ms.models.safetensors_reader`).
     """
-    import mindspore as ms
     from mindone.diffusers.models.modeling_utils import _get_pt2ms_mappings
     from mindspore.nn.utils import no_init_parameters
-
-    from depth_ms.models.safetensors_reader import SafetensorsError, iter_tensors
 
     name = "diffusion_pytorch_model" + (f".{variant}" if variant else "") + ".safetensors"
     path = os.path.join(folder, name)
     with no_init_parameters():
         model = cls.from_config(cls.load_config(folder))
-    params = dict(model.parameters_and_names())
     renamed = {key: key for key in _tensor_names(path)}
     model._fix_state_dict_keys_on_load(renamed)  # renames keys in place (old attention names): new -> file name
-    file_to_model = {old: new for new, old in renamed.items()}
-    mappings = _get_pt2ms_mappings(model)
+    _load_streamed(model, path, {old: new for new, old in renamed.items()}, _get_pt2ms_mappings(model), ())
+    return model
+
+
+def load_transformers_model(cls, folder: str, variant: str = ""):
+    """float32 mindone.transformers model (the CLIP text encoder) from ``folder``, one tensor at a time.
+
+    mindone's ``from_pretrained`` held about three copies of the weights at once: 4 GB for the
+    1.4 GB SD2 text encoder, which set the whole Marigold node's peak memory.
+    """
+    from mindone.transformers.modeling_utils import _get_pt2ms_mappings
+    from mindspore.nn.utils import no_init_parameters
+
+    path = os.path.join(folder, "model" + (f".{variant}" if variant else "") + ".safetensors")
+    config = cls.config_class.from_pretrained(folder, local_files_only=True)
+    with no_init_parameters():
+        model = cls(config)
+    names = _tensor_names(path)
+    ignored = tuple(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ())
+    _load_streamed(model, path, {key: key for key in names}, _get_pt2ms_mappings(model), ignored)
+    return model
+
+
+def _load_streamed(model, path: str, file_to_model: dict, mappings: dict, ignored: tuple) -> None:
+    """Set every parameter of ``model`` from the safetensors file ``path``, one tensor at a time.
+
+    ``file_to_model``: file key -> model (torch) key; ``mappings``: torch key -> (MindSpore name,
+    converter) as mindone's; ``ignored``: regular expressions of file keys to skip. Names what is
+    missing, unexpected or mis-shaped.
+    """
+    import re
+
+    import mindspore as ms
+
+    from depth_ms.models.safetensors_reader import SafetensorsError, iter_tensors
+
+    params = dict(model.parameters_and_names())
     unexpected, mismatched = [], []
     try:
         for file_key, array in iter_tensors(path):
@@ -171,7 +191,8 @@ def load_diffusers_model(cls, folder: str, variant: str = ""):
             if target is None:  # e.g. num_batches_tracked
                 continue
             if target not in params:
-                unexpected.append(file_key)
+                if not any(re.search(pattern, file_key) for pattern in ignored):
+                    unexpected.append(file_key)
                 continue
             param = params.pop(target)
             value = ms.Tensor.from_numpy(np.ascontiguousarray(array, dtype=np.float32)
@@ -187,10 +208,9 @@ def load_diffusers_model(cls, folder: str, variant: str = ""):
     problems = [(what, keys) for what, keys in (("missing", sorted(params)), ("unexpected", unexpected),
                                                  ("mismatched", mismatched)) if keys]
     if problems:
-        raise CheckpointError(f"{path} does not fit {cls.__name__}: " + "; ".join(
+        raise CheckpointError(f"{path} does not fit {type(model).__name__}: " + "; ".join(
             f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" for what, keys in problems))
     model.set_train(False)
-    return model
 
 
 def _tensor_names(path: str) -> list:
@@ -203,13 +223,22 @@ def _tensor_names(path: str) -> list:
 
 
 def empty_prompt_embedding(path: str, text_encoder) -> Any:
-    """CLIP embedding of the empty prompt (1, 2, hidden): BOS and EOS, no padding, as diffusers does."""
+    """CLIP embedding of the empty prompt (1, 2, hidden): BOS and EOS, no padding, as diffusers does.
+
+    Always run in PyNative: in graph mode the compiled graph kept the text encoder (1.4 GB at SD2
+    size) alive after the loader dropped it.
+    """
     import mindspore as ms
     from transformers import CLIPTokenizer  # pure-Python tokenizer: no torch
 
     tokenizer = CLIPTokenizer.from_pretrained(os.path.join(path, "tokenizer"), local_files_only=True)
     ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True).input_ids
-    out = text_encoder(ms.Tensor(np.asarray([ids], dtype=np.int32)))[0]  # (1, tokens, hidden)
+    mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        out = text_encoder(ms.Tensor(np.asarray([ids], dtype=np.int32)))[0]  # (1, tokens, hidden)
+    finally:
+        ms.set_context(mode=mode)
     return ms.Tensor(out.asnumpy())
 
 
@@ -228,10 +257,11 @@ def load(path: str, tiny_vae: str = "", full_vae: bool = True, fold_context: boo
     from mindone.transformers import CLIPTextModel
 
     try:
-        text_encoder = _from_pretrained(CLIPTextModel, os.path.join(info.path, "text_encoder"),
-                                        info.variants["text_encoder"], "dtype")
+        text_encoder = load_transformers_model(CLIPTextModel, os.path.join(info.path, "text_encoder"),
+                                               info.variants["text_encoder"])
         text_embedding = empty_prompt_embedding(info.path, text_encoder)
-        del text_encoder  # used once, freed before the UNet arrives
+        del text_encoder  # used once, freed before the UNet arrives (its Cells hold reference cycles: collect)
+        gc.collect()
         unet = load_diffusers_model(UNet2DConditionModel, os.path.join(info.path, "unet"), info.variants["unet"])
         if fold_context:
             fold_cross_attention(unet, text_embedding.asnumpy()[0])

@@ -50,7 +50,7 @@ class EngineOptions:
     seed: int = 0  # noise seed (cold frames and re-noising reuse the same fixed noise)
     ensemble: int = 1  # members per frame (> 1 disables warm starts)
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
-    unet_graphs: str = "blocks"  # graph mode: blocks (one graph per UNet block, less memory) | whole (one graph)
+    unet_graphs: str = "whole"  # graph mode: whole (one graph) | blocks (one graph per UNet block: less memory, slower)
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
     max_frame_gap: float = 1.0  # seconds between frames (either direction) beyond which the next one is cold
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)

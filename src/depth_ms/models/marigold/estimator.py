@@ -23,7 +23,7 @@ class MarigoldOptions:
     checkpoint: str = ""  # diffusers folder; "" = <weights dir>/marigold-depth-v1-1 (LCM: ...-lcm-v1-0)
     tiny_vae: str = ""  # AutoencoderTiny (TAESD) folder; "" = the checkpoint's full VAE
     tiny_vae_side: str = "both"  # both | decode | encode: where the tiny VAE replaces the full one
-    unet_graphs: str = "blocks"  # graph mode: blocks (a graph per UNet block: less memory) | whole (one graph)
+    unet_graphs: str = "whole"  # graph mode: whole (one graph) | blocks (a graph per UNet block: less memory, slower)
     steps: int = 0  # 0 = the checkpoint's default
     processing_resolution: int = 0  # longer edge in pixels; 0 = the input size
     warm_start: str = "none"  # none | blend | renoise | renoise_warp
