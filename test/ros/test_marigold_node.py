@@ -31,14 +31,17 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def stream(rosnode, module_launch, checkpoint):
+# the default (PyNative) and graph mode compiled at start-up (warm_up), so no compile pause makes a frame cold
+@pytest.fixture(scope="module", params=[(), ("mode:=graph", "warm_up:=[96, 72]")], ids=["pynative", "graph"])
+def stream(request, rosnode, module_launch, checkpoint):
     rec = Recorder(TOPICS)
-    module_launch("drone_depth.launch", "model:=marigold", f"weights:={checkpoint}", "steps:=3",
-                  "warm_start:=renoise_warp", "resolution:=64", "sim_width:=96", "sim_height:=72", "sim_rate:=5")
+    launched = module_launch("drone_depth.launch", "model:=marigold", f"weights:={checkpoint}", "steps:=3",
+                             "warm_start:=renoise_warp", "resolution:=64", "sim_width:=96", "sim_height:=72",
+                             "sim_rate:=5", *request.param)
     wait_for(lambda: len(rec.get(OUT + "info")) >= 6, 240, message="6 Marigold depth frames")
     yield rec
     rec.close()
+    launched.stop()  # before the next mode's launch
 
 
 def test_first_frame_cold_then_warm_one_step_warped_by_the_tf_pose(stream):
