@@ -588,8 +588,31 @@ extern "C" int GegluExact(int nparam, void **params, int *ndims, int64_t **shape
   return 0;
 }
 
+// Sum of x[i] (Squared: of (x[i] - shift)^2) over n floats: 16-lane float partial sums over pieces of
+// 4096 values, the pieces added in double.
+template <bool Squared>
+static inline double SumFloats(const float *x, int64_t n, float shift) {
+  double total = 0.0;
+  for (int64_t start = 0; start < n; start += 4096) {
+    const int64_t stop = std::min(n, start + 4096);
+    Vec16 acc = Vec16{};
+    int64_t i = start;
+    for (; i + kLanes <= stop; i += kLanes) {
+      const Vec16 d = LoadVec(x + i) - shift;
+      acc += Squared ? d * d : d;
+    }
+    float lanes[kLanes];
+    std::memcpy(lanes, &acc, sizeof(acc));
+    double piece = 0.0;
+    for (int l = 0; l < kLanes; ++l) piece += lanes[l];
+    for (; i < stop; ++i) piece += Squared ? (x[i] - shift) * (x[i] - shift) : x[i] - shift;
+    total += piece;
+  }
+  return total;
+}
+
 // LayerNorm over the last axis: x (..., D), weight (D,), bias (D,), eps (1,) -> y (..., D); mean and
-// variance accumulated in double per row.
+// variance per row with SumFloats (16-lane float partial sums, added in double), as GroupNorm.
 extern "C" int LayerNormLastAxis(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                  void *stream, void *extra) {
   if (nparam != 5 || ndims[1] != 1 || ndims[2] != 1) return 1;
@@ -606,12 +629,9 @@ extern "C" int LayerNormLastAxis(int nparam, void **params, int *ndims, int64_t 
     for (int64_t r = begin; r < end; ++r) {
       const float *xr = x + r * dim;
       float *yr = y + r * dim;
-      double sum = 0.0;
-      for (int64_t i = 0; i < dim; ++i) sum += xr[i];
-      const double mean = sum / dim;
-      double squares = 0.0;
-      for (int64_t i = 0; i < dim; ++i) squares += (xr[i] - mean) * (xr[i] - mean);
-      const float scale = static_cast<float>(1.0 / std::sqrt(squares / dim + eps)), shift = static_cast<float>(mean);
+      const float shift = static_cast<float>(SumFloats<false>(xr, dim, 0.0f) / dim);  // mean
+      const double squares = SumFloats<true>(xr, dim, shift);  // centred second pass
+      const float scale = static_cast<float>(1.0 / std::sqrt(squares / dim + eps));
       for (int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] - shift) * scale * weight[i] + bias[i];
     }
   });
@@ -789,29 +809,6 @@ extern "C" int SwapAxes(int nparam, void **params, int *ndims, int64_t **shapes,
     }
   });
   return 0;
-}
-
-// Sum of x[i] (Squared: of (x[i] - shift)^2) over n floats: 16-lane float partial sums over pieces of
-// 4096 values, the pieces added in double.
-template <bool Squared>
-static inline double SumFloats(const float *x, int64_t n, float shift) {
-  double total = 0.0;
-  for (int64_t start = 0; start < n; start += 4096) {
-    const int64_t stop = std::min(n, start + 4096);
-    Vec16 acc = Vec16{};
-    int64_t i = start;
-    for (; i + kLanes <= stop; i += kLanes) {
-      const Vec16 d = LoadVec(x + i) - shift;
-      acc += Squared ? d * d : d;
-    }
-    float lanes[kLanes];
-    std::memcpy(lanes, &acc, sizeof(acc));
-    double piece = 0.0;
-    for (int l = 0; l < kLanes; ++l) piece += lanes[l];
-    for (; i < stop; ++i) piece += Squared ? (x[i] - shift) * (x[i] - shift) : x[i] - shift;
-    total += piece;
-  }
-  return total;
 }
 
 // GroupNorm: x (N, C, *spatial), weight (C,), bias (C,), eps (G,) (its length gives the number of groups,

@@ -85,7 +85,8 @@ class EngineResult:
 
 
 class _Modules:
-    """The three model calls as small Cells: graph mode compiles each as one graph, except a full VAE (eager)."""
+    """The three model calls as small Cells: graph mode compiles each as one graph (the UNet step one per
+    block with ``unet_graphs='blocks'``), except a full VAE (eager)."""
 
     def __init__(self, parts: MarigoldParts, tiny_side: str, unet_graphs: str = "whole") -> None:
         import mindspore as ms
