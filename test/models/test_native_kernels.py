@@ -109,6 +109,20 @@ def test_fused_attention_keeps_peaked_rows_and_nan(nk):
     assert np.isnan(got[0, 2]).all()
 
 
+@pytest.mark.parametrize("batch,ci,co,h,w", [
+    (2, 40, 136, 13, 11),  # small-map path: 2 full gathers + an 8-channel tail, groups of 16 channels, odd map
+    (1, 8, 8, 1, 1),       # one tile, one channel block
+    (1, 64, 16, 130, 131),  # V above 4M values: the whole U transformed first
+])
+def test_winograd_raw_weight_matches_direct_convolution(nk, batch, ci, co, h, w):
+    """Winograd3x3Raw (weights (Co, Ci, 3, 3) as stored) on both of its paths."""
+    rng = np.random.default_rng(ci + co + h)
+    x = rng.standard_normal((batch, ci, h, w))
+    weight = rng.standard_normal((co, ci, 3, 3)) / np.sqrt(9 * ci)
+    bias = rng.standard_normal(co)
+    close(run(nk.native_conv_op("Winograd3x3Raw"), x, weight, bias), conv2d(x, weight, bias))
+
+
 @pytest.mark.parametrize("ci,co,h,w", [(8, 16, 7, 5), (24, 32, 33, 40), (16, 8, 64, 70), (40, 48, 2, 3)])
 def test_winograd_matches_direct_convolution(nk, ci, co, h, w):
     rng = np.random.default_rng(ci + h)

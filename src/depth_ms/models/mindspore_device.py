@@ -56,7 +56,7 @@ _NATIVE_ATTENTION = None
 _NATIVE_SWAP_AXES = None
 _NATIVE_GEGLU = None
 NATIVE_ATTENTION_MAX_HEAD_DIM = 128  # wider heads (the VAE's single 512-wide head) stay on BatchMatMul: 18 vs 17 ms
-WINOGRAD_MIN_PIXELS = 1024  # smaller maps stay on oneDNN: with 256 the UNet pass took 1.69 s instead of 1.43 s
+WINOGRAD_MIN_PIXELS = 256  # smaller maps (8x10 latents and less) stay on oneDNN: the per-call weight transform outweighs the gain
 
 _ORIGINALS: dict[str, object] = {}  # target -> attribute it replaced
 _STATE: dict[str, object] = {}

@@ -52,6 +52,9 @@ _NATIVE_SOURCE = r"""
 #include <vector>
 
 #include <unistd.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 // Hardware threads to use: DEPTH_MS_NATIVE_THREADS, default all (at most 16).
 static int64_t Threads() {
@@ -284,11 +287,11 @@ static inline Vec16 Activate(Vec16 v) {
 // (channels x tiles), output transform Y = A^T M A written back as whole rows.
 constexpr int64_t kWinogradBlock = 64;
 
-// 8 output channels x NV * 16 tiles of one GEMM: m[r][t] = sum_k u[k][r] * v[k][t] (u rows of
-// u_stride floats, v rows of v_stride floats, m rows of m_stride floats).
+// 8 output channels x NV * 16 tiles of one GEMM: m[r][t] = sum_k u(k, r) * v[k][t], u(k, r) at
+// u[k * u_k_stride + r * u_r_stride] (v rows of v_stride floats, m rows of m_stride floats).
 template <int NV>
-static inline void WinogradGemm(const float *u, int64_t u_stride, int64_t ci, const float *v, int64_t v_stride,
-                                float *m, int64_t m_stride) {
+static inline void WinogradGemm(const float *u, int64_t u_k_stride, int64_t u_r_stride, int64_t ci, const float *v,
+                                int64_t v_stride, float *m, int64_t m_stride) {
   constexpr int Rows = 8;
   Vec16 acc[Rows][NV];
   for (int r = 0; r < Rows; ++r)
@@ -297,12 +300,27 @@ static inline void WinogradGemm(const float *u, int64_t u_stride, int64_t ci, co
     Vec16 vv[NV];
     for (int j = 0; j < NV; ++j) vv[j] = LoadVec(v + k * v_stride + j * kLanes);
     for (int r = 0; r < Rows; ++r) {
-      const float a = u[k * u_stride + r];
+      const float a = u[k * u_k_stride + r * u_r_stride];
       for (int j = 0; j < NV; ++j) acc[r][j] += a * vv[j];
     }
   }
   for (int r = 0; r < Rows; ++r)
     for (int j = 0; j < NV; ++j) StoreVec(m + r * m_stride + j * kLanes, acc[r][j]);
+}
+
+// The 16 GEMMs of 8 output channels over `columns` tiles (a multiple of 16): m[xi][r][t], rows of
+// m_stride floats, xi planes m_xi_stride apart; v[xi][k][t] likewise with v_stride, v_xi_stride.
+static inline void WinogradGemms(const float *u, int64_t u_xi_stride, int64_t u_k_stride, int64_t u_r_stride,
+                                 int64_t ci, const float *v, int64_t v_xi_stride, int64_t v_stride, int64_t columns,
+                                 float *m, int64_t m_xi_stride, int64_t m_stride) {
+  for (int xi = 0; xi < 16; ++xi) {
+    const float *ux = u + xi * u_xi_stride, *vx = v + xi * v_xi_stride;
+    float *mx = m + xi * m_xi_stride;
+    int64_t t = 0;
+    for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
+      WinogradGemm<2>(ux, u_k_stride, u_r_stride, ci, vx + t, v_stride, mx + t, m_stride);
+    if (t < columns) WinogradGemm<1>(ux, u_k_stride, u_r_stride, ci, vx + t, v_stride, mx + t, m_stride);
+  }
 }
 
 // B^T d B of 4x4 patches d, one patch per lane.
@@ -335,6 +353,109 @@ static inline void OutputTransform(const Vec16 m[16], Vec16 y[2][2]) {
   }
 }
 
+// The input's even / odd columns, zero-padded by one pixel: phase[c][parity][row][k] = xpad[row][2k + parity],
+// `rows` x `cols` per plane (see WinogradGeometry).
+template <bool PreRelu>
+static void FillPhases(const float *xn, int64_t in_ch, int64_t height, int64_t width, int64_t rows, int64_t cols,
+                       float *phases) {
+  const int64_t phase = rows * cols;
+  ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      float *even = phases + c * 2 * phase, *odd = even + phase;
+      std::fill(even, even + 2 * phase, 0.0f);
+      for (int64_t r = 0; r < height; ++r) {
+        const float *src = xn + (c * height + r) * width;
+        float *e = even + (r + 1) * cols, *o = odd + (r + 1) * cols;
+        for (int64_t i = 0; i < width; i += 2) {  // padded columns i + 1 (odd) and i + 2 (even)
+          o[i >> 1] = PreRelu ? std::max(src[i], 0.0f) : src[i];
+          if (i + 1 < width) e[(i >> 1) + 1] = PreRelu ? std::max(src[i + 1], 0.0f) : src[i + 1];
+        }
+      }
+    }
+  });
+}
+
+// V = B^T d B of one channel's tiles t0 .. t0 + count - 1 (tiles_w per row), 16 per vector, into
+// vc[xi * xi_stride + g] for g < columns (tiles past `count` are zero).
+static inline void TransformInputTiles(const float *even, const float *odd, int64_t cols, int64_t tiles_w,
+                                       int64_t t0, int64_t count, int64_t columns, float *vc, int64_t xi_stride) {
+  for (int64_t g = 0; g < columns; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
+    const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
+    Vec16 d[4][4], out[16];
+    if (tw + kLanes <= tiles_w && g + kLanes <= count) {  // along one tile row: contiguous loads
+      for (int r = 0; r < 4; ++r) {
+        const float *e = even + (2 * th + r) * cols + tw, *o = odd + (2 * th + r) * cols + tw;
+        d[r][0] = LoadVec(e), d[r][1] = LoadVec(o), d[r][2] = LoadVec(e + 1), d[r][3] = LoadVec(o + 1);
+      }
+    } else {  // across tile rows or past the last tile (zeros): gathered lane by lane
+      float lanes[4][4][kLanes] = {};
+      for (int64_t l = 0; l < kLanes && g + l < count; ++l) {
+        const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
+        for (int r = 0; r < 4; ++r) {
+          const float *e = even + (2 * lh + r) * cols + lw, *o = odd + (2 * lh + r) * cols + lw;
+          lanes[r][0][l] = e[0], lanes[r][1][l] = o[0], lanes[r][2][l] = e[1], lanes[r][3][l] = o[1];
+        }
+      }
+      for (int r = 0; r < 4; ++r)
+        for (int k = 0; k < 4; ++k) d[r][k] = LoadVec(lanes[r][k]);
+    }
+    InputTransform(d, out);
+    for (int xi = 0; xi < 16; ++xi) StoreVec(vc + xi * xi_stride + g, out[xi]);
+  }
+}
+
+// Y = A^T M A + bias [+ residual] [activated] of one output channel's tiles t0 .. t0 + count - 1 from
+// mc[xi * xi_stride + g], written into the channel's plane yc (residual plane rc).
+template <bool Residual, Activation Act>
+static inline void WriteOutputTiles(const float *mc, int64_t xi_stride, float bc, int64_t t0, int64_t count,
+                                    int64_t tiles_w, int64_t height, int64_t width, const float *rc, float *yc) {
+  for (int64_t g = 0; g < count; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
+    const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
+    Vec16 m[16], out[2][2];
+    for (int xi = 0; xi < 16; ++xi) m[xi] = LoadVec(mc + xi * xi_stride + g);
+    OutputTransform(m, out);
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) out[i][j] += bc;
+    if (tw + kLanes <= tiles_w && g + kLanes <= count && 2 * (tw + kLanes) <= width) {  // whole rows
+      for (int i = 0; i < 2 && 2 * th + i < height; ++i) {  // interleave the two output columns
+        typedef int Mask16 __attribute__((vector_size(64)));
+        const Mask16 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+        const Mask16 hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+        float *row = yc + (2 * th + i) * width + 2 * tw;
+        Vec16 first = __builtin_shuffle(out[i][0], out[i][1], lo);
+        Vec16 second = __builtin_shuffle(out[i][0], out[i][1], hi);
+        if (Residual) {
+          const float *res_row = rc + (2 * th + i) * width + 2 * tw;
+          first += LoadVec(res_row);
+          second += LoadVec(res_row + kLanes);
+        }
+        StoreVec(row, Activate<Act>(first));
+        StoreVec(row + kLanes, Activate<Act>(second));
+      }
+    } else {  // pixel by pixel
+      float values[2][2][kLanes];
+      std::memcpy(values, out, sizeof(values));
+      for (int64_t l = 0; l < kLanes && g + l < count; ++l) {
+        const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
+        for (int i = 0; i < 2 && 2 * lh + i < height; ++i) {
+          for (int j = 0; j < 2 && 2 * lw + j < width; ++j) {
+            const int64_t at = (2 * lh + i) * width + 2 * lw + j;
+            yc[at] = ActivateScalar<Act>(values[i][j][l] + (Residual ? rc[at] : 0.0f));
+          }
+        }
+      }
+    }
+  }
+}
+
+// Tile grid and phase planes of an H x W map.
+struct WinogradGeometry {
+  int64_t tiles_h, tiles_w, tiles, rows, cols, phase;
+  WinogradGeometry(int64_t height, int64_t width)
+      : tiles_h((height + 1) / 2), tiles_w((width + 1) / 2), tiles(tiles_h * tiles_w), rows(2 * tiles_h + 2),
+        cols(tiles_w + 1), phase(rows * cols) {}
+};
+
 template <bool PreRelu, bool Residual, Activation Act>
 static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) {
   if (nparam != (Residual ? 5 : 4) || ndims[0] != 4 || ndims[1] != 3) return 1;
@@ -346,29 +467,14 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
   const int64_t batch = shapes[0][0], in_ch = shapes[0][1], height = shapes[0][2], width = shapes[0][3];
   const int64_t out_ch = shapes[1][2];
   if (shapes[1][0] != 16 || shapes[1][1] != in_ch || out_ch % 8) return 2;
-  const int64_t tiles_h = (height + 1) / 2, tiles_w = (width + 1) / 2, tiles = tiles_h * tiles_w;
-  // even / odd columns of the input padded by one pixel: phase[c][parity][row][k] = xpad[row][2k + parity]
-  const int64_t rows = 2 * tiles_h + 2, cols = tiles_w + 1, phase = rows * cols;
-  float *phases = Scratch(0, in_ch * 2 * phase);
+  const WinogradGeometry geo(height, width);
+  const int64_t tiles = geo.tiles;
+  float *phases = Scratch(0, in_ch * 2 * geo.phase);
   constexpr int64_t block = kWinogradBlock;
   const int64_t blocks = (tiles + block - 1) / block, plane = height * width;
   const int64_t span = std::min(block, (tiles + kLanes - 1) / kLanes * kLanes);  // buffer row: tiles per block
   for (int64_t n = 0; n < batch; ++n) {
-    const float *xn = x + n * in_ch * plane;
-    ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        float *even = phases + c * 2 * phase, *odd = even + phase;
-        std::fill(even, even + 2 * phase, 0.0f);
-        for (int64_t r = 0; r < height; ++r) {
-          const float *src = xn + c * plane + r * width;
-          float *e = even + (r + 1) * cols, *o = odd + (r + 1) * cols;
-          for (int64_t i = 0; i < width; i += 2) {  // padded columns i + 1 (odd) and i + 2 (even)
-            o[i >> 1] = PreRelu ? std::max(src[i], 0.0f) : src[i];
-            if (i + 1 < width) e[(i >> 1) + 1] = PreRelu ? std::max(src[i + 1], 0.0f) : src[i + 1];
-          }
-        }
-      }
-    });
+    FillPhases<PreRelu>(x + n * in_ch * plane, in_ch, height, width, geo.rows, geo.cols, phases);
     float *yn = y + n * out_ch * plane;
     const float *rn = Residual ? residual + n * out_ch * plane : nullptr;
     // work items: (block, slice of the output channels); few blocks (small maps) split the channels
@@ -383,89 +489,17 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
         const int64_t co_begin = out_ch / 8 * slice / slices * 8, co_end = out_ch / 8 * (slice + 1) / slices * 8;
         const int64_t t0 = b * block, count = std::min(block, tiles - t0);
         const int64_t columns = (count + kLanes - 1) / kLanes * kLanes;  // GEMM columns: tiles, whole vectors
-        // input transform
         for (int64_t c = 0; c < in_ch; ++c) {
-          const float *even = phases + c * 2 * phase, *odd = even + phase;
-          float *vc = v_buf + c * span;
-          for (int64_t g = 0; g < columns; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
-            const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
-            Vec16 d[4][4], out[16];
-            if (tw + kLanes <= tiles_w && g + kLanes <= count) {  // along one tile row: contiguous loads
-              for (int r = 0; r < 4; ++r) {
-                const float *e = even + (2 * th + r) * cols + tw, *o = odd + (2 * th + r) * cols + tw;
-                d[r][0] = LoadVec(e), d[r][1] = LoadVec(o), d[r][2] = LoadVec(e + 1), d[r][3] = LoadVec(o + 1);
-              }
-            } else {  // across tile rows or past the last tile (zeros): gathered lane by lane
-              float lanes[4][4][kLanes] = {};
-              for (int64_t l = 0; l < kLanes && g + l < count; ++l) {
-                const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
-                for (int r = 0; r < 4; ++r) {
-                  const float *e = even + (2 * lh + r) * cols + lw, *o = odd + (2 * lh + r) * cols + lw;
-                  lanes[r][0][l] = e[0], lanes[r][1][l] = o[0], lanes[r][2][l] = e[1], lanes[r][3][l] = o[1];
-                }
-              }
-              for (int r = 0; r < 4; ++r)
-                for (int k = 0; k < 4; ++k) d[r][k] = LoadVec(lanes[r][k]);
-            }
-            InputTransform(d, out);
-            for (int xi = 0; xi < 16; ++xi) StoreVec(vc + xi * in_ch * span + g, out[xi]);
-          }
+          const float *even = phases + c * 2 * geo.phase;
+          TransformInputTiles(even, even + geo.phase, geo.cols, geo.tiles_w, t0, count, columns, v_buf + c * span,
+                              in_ch * span);
         }
-        // 16 GEMMs, 8 output channels x 32 (or 16) tiles per register block
-        for (int xi = 0; xi < 16; ++xi) {
-          const float *vx = v_buf + xi * in_ch * span, *ux = u + xi * in_ch * out_ch;
-          float *mx = m_buf + xi * out_ch * span;
-          for (int64_t co = co_begin; co < co_end; co += 8) {
-            int64_t t = 0;
-            for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
-              WinogradGemm<2>(ux + co, out_ch, in_ch, vx + t, span, mx + co * span + t, span);
-            if (t < columns) WinogradGemm<1>(ux + co, out_ch, in_ch, vx + t, span, mx + co * span + t, span);
-          }
-        }
-        // output transform (+ bias, residual, activation)
-        for (int64_t co = co_begin; co < co_end; ++co) {
-          const float *mc = m_buf + co * span;
-          const float bc = bias[co];
-          float *yc = yn + co * plane;
-          const float *rc = Residual ? rn + co * plane : nullptr;
-          for (int64_t g = 0; g < count; g += kLanes) {  // 16 tiles (one per lane) from t0 + g
-            const int64_t t = t0 + g, th = t / tiles_w, tw = t % tiles_w;
-            Vec16 m[16], out[2][2];
-            for (int xi = 0; xi < 16; ++xi) m[xi] = LoadVec(mc + xi * out_ch * span + g);
-            OutputTransform(m, out);
-            for (int i = 0; i < 2; ++i)
-              for (int j = 0; j < 2; ++j) out[i][j] += bc;
-            if (tw + kLanes <= tiles_w && g + kLanes <= count && 2 * (tw + kLanes) <= width) {  // whole rows
-              for (int i = 0; i < 2 && 2 * th + i < height; ++i) {  // interleave the two output columns
-                typedef int Mask16 __attribute__((vector_size(64)));
-                const Mask16 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-                const Mask16 hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-                float *row = yc + (2 * th + i) * width + 2 * tw;
-                Vec16 first = __builtin_shuffle(out[i][0], out[i][1], lo);
-                Vec16 second = __builtin_shuffle(out[i][0], out[i][1], hi);
-                if (Residual) {
-                  const float *res_row = rc + (2 * th + i) * width + 2 * tw;
-                  first += LoadVec(res_row);
-                  second += LoadVec(res_row + kLanes);
-                }
-                StoreVec(row, Activate<Act>(first));
-                StoreVec(row + kLanes, Activate<Act>(second));
-              }
-            } else {  // pixel by pixel
-              float values[2][2][kLanes];
-              std::memcpy(values, out, sizeof(values));
-              for (int64_t l = 0; l < kLanes && g + l < count; ++l) {
-                const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
-                for (int i = 0; i < 2 && 2 * lh + i < height; ++i) {
-                  for (int j = 0; j < 2 && 2 * lw + j < width; ++j) {
-                    const int64_t at = (2 * lh + i) * width + 2 * lw + j;
-                    yc[at] = ActivateScalar<Act>(values[i][j][l] + (Residual ? rc[at] : 0.0f));
-                  }
-                }
-              }
-            }
-          }
-        }
+        for (int64_t co = co_begin; co < co_end; co += 8)  // 8 output channels x 32 (or 16) tiles per register block
+          WinogradGemms(u + co, in_ch * out_ch, out_ch, 1, in_ch, v_buf, in_ch * span, span, columns,
+                        m_buf + co * span, out_ch * span, span);
+        for (int64_t co = co_begin; co < co_end; ++co)
+          WriteOutputTiles<Residual, Act>(m_buf + co * span, out_ch * span, bias[co], t0, count, geo.tiles_w, height,
+                                          width, Residual ? rn + co * plane : nullptr, yn + co * plane);
       }
     });
   }
@@ -482,13 +516,121 @@ WINOGRAD_ENTRY(Winograd3x3PreRelu, true, false, kNone)
 WINOGRAD_ENTRY(Winograd3x3PreReluResidual, true, true, kNone)
 WINOGRAD_ENTRY(Winograd3x3PostRelu, false, false, kRelu)
 
-// Winograd3x3Raw: the same convolution (no fused extras) from the raw weight (Co, Ci, 3, 3), transformed
-// here on every call (16 Ci Co values: negligible next to the convolution on maps of 8x8 and more).
+// U = G g G^T of output channels o0 .. o0 + rows - 1 from the raw weight g (Co, Ci, 3, 3), into
+// ub[(xi * rows + r) * ci + c] (r = o - o0): 16 input channels per vector, read with a stride-9 gather.
+static void TransformWeights(const float *g, int64_t ci, int64_t o0, int64_t rows, float *ub) {
+  alignas(64) int32_t index[kLanes];
+  for (int l = 0; l < kLanes; ++l) index[l] = 9 * l;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *go = g + (o0 + r) * ci * 9;
+    for (int64_t c = 0; c < ci; c += kLanes) {
+      const int64_t n = std::min<int64_t>(kLanes, ci - c);
+      Vec16 k[9];  // k[tap][lane]: tap of input channel c + lane
+      for (int tap = 0; tap < 9; ++tap) {
+#ifdef __AVX512F__
+        if (n == kLanes) {
+          __m512 gathered = _mm512_i32gather_ps(_mm512_load_si512(index), go + c * 9 + tap, 4);
+          std::memcpy(&k[tap], &gathered, sizeof(Vec16));
+          continue;
+        }
+#endif
+        float lanes[kLanes] = {};
+        for (int64_t l = 0; l < n; ++l) lanes[l] = go[(c + l) * 9 + tap];
+        k[tap] = LoadVec(lanes);
+      }
+      // G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2) of the 3x3 kernel, per column
+      Vec16 gg[4][3];
+      for (int j = 0; j < 3; ++j) {
+        const Vec16 g0 = k[j], g1 = k[3 + j], g2 = k[6 + j], half = (g0 + g2) * 0.5f;
+        gg[0][j] = g0, gg[1][j] = half + g1 * 0.5f, gg[2][j] = half - g1 * 0.5f, gg[3][j] = g2;
+      }
+      for (int a = 0; a < 4; ++a) {  // (G g) G^T, the same on the rows
+        const Vec16 half = (gg[a][0] + gg[a][2]) * 0.5f;
+        const Vec16 row[4] = {gg[a][0], half + gg[a][1] * 0.5f, half - gg[a][1] * 0.5f, gg[a][2]};
+        for (int b = 0; b < 4; ++b) {
+          float *dst = ub + ((a * 4 + b) * rows + r) * ci + c;
+          if (n == kLanes) {
+            StoreVec(dst, row[b]);
+          } else {
+            float lanes[kLanes];
+            std::memcpy(lanes, &row[b], sizeof(lanes));
+            std::memcpy(dst, lanes, n * sizeof(float));
+          }
+        }
+      }
+    }
+  }
+}
+
+// Winograd on small maps (V of at most kSmallMapValues floats), from the raw weight: all tiles' V first
+// (shared), then per group of output channels its U (never the whole U in memory), 16 GEMMs over all
+// tiles and the output transform. The weights are read once per call, as in a direct convolution, but
+// V once per group: beyond 4M values (16 MB, e.g. 960 channels x 300 tiles) rereading it cost more
+// than transforming the whole U (34-52 against 25-32 ms there).
+constexpr int64_t kSmallMapValues = int64_t{1} << 22;
+
+static int Winograd3x3SmallMap(const float *x, const float *g, const float *bias, float *y, int64_t batch,
+                               int64_t in_ch, int64_t out_ch, int64_t height, int64_t width) {
+  const WinogradGeometry geo(height, width);
+  const int64_t columns = (geo.tiles + kLanes - 1) / kLanes * kLanes, plane = height * width;
+  const int64_t v_size = 16 * in_ch * columns;  // per image: v[xi][c][t]
+  float *phases = Scratch(0, in_ch * 2 * geo.phase), *v = Scratch(1, batch * v_size);
+  for (int64_t n = 0; n < batch; ++n) {
+    FillPhases<false>(x + n * in_ch * plane, in_ch, height, width, geo.rows, geo.cols, phases);
+    float *vn = v + n * v_size;
+    ParallelFor(in_ch, in_ch * columns * 64, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const float *even = phases + c * 2 * geo.phase;
+        TransformInputTiles(even, even + geo.phase, geo.cols, geo.tiles_w, 0, geo.tiles, columns, vn + c * columns,
+                            in_ch * columns);
+      }
+    });
+  }
+  // groups of up to 8 blocks of 8 channels, at least 4 groups per thread where the channels allow
+  const int64_t channel_blocks = out_ch / 8;
+  const int64_t group = std::max<int64_t>(1, std::min<int64_t>(8, channel_blocks / (4 * Threads())));
+  const int64_t groups = (channel_blocks + group - 1) / group;
+  ParallelFor(groups, batch * geo.tiles * in_ch * out_ch * 16, [&](int64_t begin, int64_t end) {
+    float *ub = Scratch(3, 16 * 8 * group * in_ch), *m = Scratch(2, 16 * 8 * group * columns);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t o0 = item * group * 8, rows = std::min(group * 8, out_ch - o0);
+      TransformWeights(g, in_ch, o0, rows, ub);  // ub[xi][r][c]
+      for (int64_t n = 0; n < batch; ++n) {
+        const float *vn = v + n * v_size;
+        for (int xi = 0; xi < 16; ++xi) {  // m[xi][r][t] = sum_c ub[xi][r][c] v[xi][c][t]
+          const float *vx = vn + xi * in_ch * columns, *ux = ub + xi * rows * in_ch;
+          float *mx = m + xi * rows * columns;
+          int64_t t = 0;
+          for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
+            for (int64_t r = 0; r < rows; r += 8)
+              WinogradGemm<2>(ux + r * in_ch, 1, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
+          if (t < columns)
+            for (int64_t r = 0; r < rows; r += 8)
+              WinogradGemm<1>(ux + r * in_ch, 1, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
+        }
+        for (int64_t r = 0; r < rows; ++r)
+          WriteOutputTiles<false, kNone>(m + r * columns, rows * columns, bias[o0 + r], 0, geo.tiles, geo.tiles_w,
+                                         height, width, nullptr, y + (n * out_ch + o0 + r) * plane);
+      }
+    }
+  });
+  return 0;
+}
+
+// Winograd3x3Raw: the same convolution (no fused extras) from the raw weight (Co, Ci, 3, 3). Small maps
+// take Winograd3x3SmallMap; larger ones transform the whole U here on every call (16 Ci Co values,
+// small next to the convolution there).
 extern "C" int Winograd3x3Raw(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                               void *stream, void *extra) {
   if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || shapes[1][2] != 3 || shapes[1][3] != 3) return 1;
   const int64_t out_ch = shapes[1][0], in_ch = shapes[1][1];
+  if (shapes[0][1] != in_ch || out_ch % 8) return 2;
   const float *g = static_cast<const float *>(params[1]);
+  if (16 * in_ch * ((WinogradGeometry(shapes[0][2], shapes[0][3]).tiles + kLanes - 1) / kLanes * kLanes) <=
+      kSmallMapValues)
+    return Winograd3x3SmallMap(static_cast<const float *>(params[0]), g, static_cast<const float *>(params[2]),
+                               static_cast<float *>(params[3]), shapes[0][0], in_ch, out_ch, shapes[0][2],
+                               shapes[0][3]);
   float *u = Scratch(3, 16 * in_ch * out_ch);
   static const float G[4][3] = {{1.0f, 0.0f, 0.0f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.0f, 0.0f, 1.0f}};
   ParallelFor(out_ch, out_ch * in_ch * 64, [&](int64_t begin, int64_t end) {
