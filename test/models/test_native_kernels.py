@@ -113,9 +113,11 @@ def test_fused_attention_keeps_peaked_rows_and_nan(nk):
     (2, 40, 136, 13, 11),  # small-map path: 2 full gathers + an 8-channel tail, groups of 16 channels, odd map
     (1, 8, 8, 1, 1),       # one tile, one channel block
     (1, 64, 16, 130, 131),  # V above 4M values: the whole U transformed first
+    (2, 24, 24, 67, 69),   # 4x4 tiles (F(4x4, 3x3)) on a large map: odd edges, a block of 8 filters
+    (1, 3, 64, 64, 70),    # 4x4 tiles from 3 channels (TAESD's first convolution)
 ])
 def test_winograd_raw_weight_matches_direct_convolution(nk, batch, ci, co, h, w):
-    """Winograd3x3Raw (weights (Co, Ci, 3, 3) as stored) on both of its paths."""
+    """Winograd3x3Raw (weights (Co, Ci, 3, 3) as stored) on each of its three paths."""
     rng = np.random.default_rng(ci + co + h)
     x = rng.standard_normal((batch, ci, h, w))
     weight = rng.standard_normal((co, ci, 3, 3)) / np.sqrt(9 * ci)

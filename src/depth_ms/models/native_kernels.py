@@ -617,6 +617,199 @@ static int Winograd3x3SmallMap(const float *x, const float *g, const float *bias
   return 0;
 }
 
+// ---- Winograd F(4x4, 3x3) on large maps: 4x4 output tiles from 6x6 patches, 36 GEMMs, 4x fewer multiplies ----
+// (Lavin & Gray's B, G, A with points 0, +-1, +-2.) Same scheme as Winograd3x3 above: blocks of 64
+// consecutive tiles, input phases by column modulo 4, U (36, Ci, Co) transformed on every call.
+
+// B^T d of six rows (or columns) d0..d5 of a 6x6 patch.
+static inline void InputRows6(const Vec16 d[6], Vec16 out[6]) {
+  const Vec16 d4_4d2 = d[4] - 4.0f * d[2], d3_4d1 = d[3] - 4.0f * d[1], d4_d2 = d[4] - d[2], d3_d1 = d[3] - d[1];
+  out[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  out[1] = d4_4d2 + d3_4d1;
+  out[2] = d4_4d2 - d3_4d1;
+  out[3] = d4_d2 + 2.0f * d3_d1;
+  out[4] = d4_d2 - 2.0f * d3_d1;
+  out[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+// A^T m of six rows (or columns) m0..m5 -> four.
+static inline void OutputRows4(const Vec16 m[6], Vec16 y[4]) {
+  const Vec16 s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+  y[0] = m[0] + s12 + s34;
+  y[1] = d12 + 2.0f * d34;
+  y[2] = s12 + 4.0f * s34;
+  y[3] = d12 + 8.0f * d34 + m[5];
+}
+
+// U = G g G^T (36, Ci, Co) from the raw weight g (Co, Ci, 3, 3): 16 output channels per vector, the
+// rows of 16 filters read side by side with a gather (each row streams through its cache lines).
+static void TransformWeights6x6(const float *g, int64_t ci, int64_t co, float *u) {
+  ParallelFor((co + kLanes - 1) / kLanes, co * ci * 64, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t o0 = blk * kLanes, n = std::min<int64_t>(kLanes, co - o0);
+      alignas(64) int32_t index[kLanes];
+      for (int l = 0; l < kLanes; ++l) index[l] = static_cast<int32_t>(std::min<int64_t>(l, n - 1) * ci * 9);
+      for (int64_t c = 0; c < ci; ++c) {
+        const float *base = g + (o0 * ci + c) * 9;
+        Vec16 k[9];
+        for (int tap = 0; tap < 9; ++tap) {
+#ifdef __AVX512F__
+          __m512 gathered = _mm512_i32gather_ps(_mm512_load_si512(index), base + tap, 4);
+          std::memcpy(&k[tap], &gathered, sizeof(Vec16));
+#else
+          float lanes[kLanes];
+          for (int l = 0; l < kLanes; ++l) lanes[l] = base[index[l] + tap];
+          k[tap] = LoadVec(lanes);
+#endif
+        }
+        Vec16 gg[6][3];  // G g, per column j
+        for (int j = 0; j < 3; ++j) {
+          const Vec16 g0 = k[j], g1 = k[3 + j], g2 = k[6 + j];
+          const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
+          const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
+          gg[0][j] = g0 * 0.25f, gg[1][j] = a - b, gg[2][j] = a + b, gg[3][j] = e + f, gg[4][j] = e - f, gg[5][j] = g2;
+        }
+        for (int r = 0; r < 6; ++r) {  // (G g) G^T, the same on each row
+          const Vec16 g0 = gg[r][0], g1 = gg[r][1], g2 = gg[r][2];
+          const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
+          const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
+          const Vec16 row[6] = {g0 * 0.25f, a - b, a + b, e + f, e - f, g2};
+          for (int s = 0; s < 6; ++s) {
+            float *dst = u + ((r * 6 + s) * ci + c) * co + o0;
+            float lanes[kLanes];
+            std::memcpy(lanes, &row[s], sizeof(lanes));
+            std::memcpy(dst, lanes, n * sizeof(float));
+          }
+        }
+      }
+    }
+  });
+}
+
+constexpr int64_t kLargeMapMinTiles = 256, kLargeMapMaxU = int64_t{1} << 24;  // 4x4 tiles; U floats (64 MB)
+
+static int Winograd4x4Raw(const float *x, const float *g, const float *bias, float *y, int64_t batch, int64_t in_ch,
+                          int64_t out_ch, int64_t height, int64_t width) {
+  const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, tiles = tiles_h * tiles_w;
+  // phase[c][p][row][j] = xpad[row][4j + p], xpad the input padded by one pixel
+  const int64_t rows = 4 * tiles_h + 2, cols = tiles_w + 1, phase = rows * cols, plane = height * width;
+  float *u = Scratch(3, 36 * in_ch * out_ch), *phases = Scratch(0, in_ch * 4 * phase);
+  TransformWeights6x6(g, in_ch, out_ch, u);
+  constexpr int64_t block = kWinogradBlock;
+  const int64_t blocks = (tiles + block - 1) / block;
+  const int64_t span = std::min(block, (tiles + kLanes - 1) / kLanes * kLanes);
+  for (int64_t n = 0; n < batch; ++n) {
+    const float *xn = x + n * in_ch * plane;
+    ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        float *pc = phases + c * 4 * phase;
+        std::fill(pc, pc + 4 * phase, 0.0f);
+        for (int64_t r = 0; r < height; ++r) {
+          const float *src = xn + (c * height + r) * width;
+          for (int64_t p = 0; p < 4; ++p) {  // padded column 4j + p is input column 4j + p - 1
+            float *dst = pc + p * phase + (r + 1) * cols;
+            for (int64_t j = p == 0 ? 1 : 0, stop = (width - p + 4) / 4; j < stop; ++j) dst[j] = src[4 * j + p - 1];
+          }
+        }
+      }
+    });
+    float *yn = y + n * out_ch * plane;
+    const int64_t slices = std::min<int64_t>(out_ch / 8, std::max<int64_t>(1, (Threads() + blocks - 1) / blocks));
+    ParallelFor(blocks * slices, tiles * in_ch * out_ch * 36, [&](int64_t begin, int64_t end) {
+      float *v_buf = Scratch(1, 36 * in_ch * span), *m_buf = Scratch(2, 36 * out_ch * span);  // [xi][c or co][t]
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t b = item / slices, slice = item % slices;
+        const int64_t co_begin = out_ch / 8 * slice / slices * 8, co_end = out_ch / 8 * (slice + 1) / slices * 8;
+        const int64_t t0 = b * block, count = std::min(block, tiles - t0);
+        const int64_t columns = (count + kLanes - 1) / kLanes * kLanes;
+        for (int64_t c = 0; c < in_ch; ++c) {  // input transform, 16 tiles per vector
+          const float *pc = phases + c * 4 * phase;
+          for (int64_t gi = 0; gi < columns; gi += kLanes) {
+            const int64_t t = t0 + gi, th = t / tiles_w, tw = t % tiles_w;
+            Vec16 d[6][6];
+            if (tw + kLanes <= tiles_w && gi + kLanes <= count) {  // along one tile row: contiguous loads
+              for (int r = 0; r < 6; ++r)
+                for (int k = 0; k < 6; ++k) d[r][k] = LoadVec(pc + (k & 3) * phase + (4 * th + r) * cols + tw + (k >> 2));
+            } else {  // across tile rows or past the last tile (zeros): lane by lane
+              float lanes[6][6][kLanes] = {};
+              for (int64_t l = 0; l < kLanes && gi + l < count; ++l) {
+                const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
+                for (int r = 0; r < 6; ++r)
+                  for (int k = 0; k < 6; ++k) lanes[r][k][l] = pc[(k & 3) * phase + (4 * lh + r) * cols + lw + (k >> 2)];
+              }
+              for (int r = 0; r < 6; ++r)
+                for (int k = 0; k < 6; ++k) d[r][k] = LoadVec(lanes[r][k]);
+            }
+            Vec16 t1[6][6], col[6], out[6];
+            for (int k = 0; k < 6; ++k) {  // B^T d, column by column
+              for (int r = 0; r < 6; ++r) col[r] = d[r][k];
+              InputRows6(col, out);
+              for (int r = 0; r < 6; ++r) t1[r][k] = out[r];
+            }
+            float *vc = v_buf + c * span + gi;
+            for (int r = 0; r < 6; ++r) {  // (B^T d) B, row by row
+              InputRows6(t1[r], out);
+              for (int s = 0; s < 6; ++s) StoreVec(vc + (r * 6 + s) * in_ch * span, out[s]);
+            }
+          }
+        }
+        for (int xi = 0; xi < 36; ++xi)  // 36 GEMMs, each V[xi] kept hot across the output channels
+          for (int64_t co = co_begin; co < co_end; co += 8) {
+            const float *vx = v_buf + xi * in_ch * span, *ux = u + xi * in_ch * out_ch + co;
+            float *mx = m_buf + (xi * out_ch + co) * span;
+            int64_t t = 0;
+            for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
+              WinogradGemm<2>(ux, out_ch, 1, in_ch, vx + t, span, mx + t, span);
+            if (t < columns) WinogradGemm<1>(ux, out_ch, 1, in_ch, vx + t, span, mx + t, span);
+          }
+        for (int64_t co = co_begin; co < co_end; ++co) {  // output transform + bias
+          const float *mc = m_buf + co * span;
+          float *yc = yn + co * plane;
+          for (int64_t gi = 0; gi < count; gi += kLanes) {
+            const int64_t t = t0 + gi, th = t / tiles_w, tw = t % tiles_w;
+            Vec16 t1[4][6], col[6], out[4][4];
+            for (int k = 0; k < 6; ++k) {  // A^T m, column by column
+              for (int r = 0; r < 6; ++r) col[r] = LoadVec(mc + (r * 6 + k) * out_ch * span + gi);
+              Vec16 y4[4];
+              OutputRows4(col, y4);
+              for (int i = 0; i < 4; ++i) t1[i][k] = y4[i];
+            }
+            for (int i = 0; i < 4; ++i) {
+              OutputRows4(t1[i], out[i]);
+              for (int j = 0; j < 4; ++j) out[i][j] += bias[co];
+            }
+            if (tw + kLanes <= tiles_w && gi + kLanes <= count && 4 * (tw + kLanes) <= width) {  // whole rows
+              typedef int Mask16 __attribute__((vector_size(64)));
+              const Mask16 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+              const Mask16 hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+              const Mask16 pairs_lo = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+              const Mask16 pairs_hi = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
+              for (int i = 0; i < 4 && 4 * th + i < height; ++i) {  // interleave the four output columns
+                const Vec16 a_lo = __builtin_shuffle(out[i][0], out[i][1], lo), a_hi = __builtin_shuffle(out[i][0], out[i][1], hi);
+                const Vec16 b_lo = __builtin_shuffle(out[i][2], out[i][3], lo), b_hi = __builtin_shuffle(out[i][2], out[i][3], hi);
+                float *row = yc + (4 * th + i) * width + 4 * tw;
+                StoreVec(row, __builtin_shuffle(a_lo, b_lo, pairs_lo));
+                StoreVec(row + kLanes, __builtin_shuffle(a_lo, b_lo, pairs_hi));
+                StoreVec(row + 2 * kLanes, __builtin_shuffle(a_hi, b_hi, pairs_lo));
+                StoreVec(row + 3 * kLanes, __builtin_shuffle(a_hi, b_hi, pairs_hi));
+              }
+            } else {  // pixel by pixel
+              float values[4][4][kLanes];
+              std::memcpy(values, out, sizeof(values));
+              for (int64_t l = 0; l < kLanes && gi + l < count; ++l) {
+                const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
+                for (int i = 0; i < 4 && 4 * lh + i < height; ++i)
+                  for (int j = 0; j < 4 && 4 * lw + j < width; ++j) yc[(4 * lh + i) * width + 4 * lw + j] = values[i][j][l];
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+  return 0;
+}
+
 // Winograd3x3Raw: the same convolution (no fused extras) from the raw weight (Co, Ci, 3, 3). Small maps
 // take Winograd3x3SmallMap; larger ones transform the whole U here on every call (16 Ci Co values,
 // small next to the convolution there).
@@ -626,6 +819,9 @@ extern "C" int Winograd3x3Raw(int nparam, void **params, int *ndims, int64_t **s
   const int64_t out_ch = shapes[1][0], in_ch = shapes[1][1];
   if (shapes[0][1] != in_ch || out_ch % 8) return 2;
   const float *g = static_cast<const float *>(params[1]);
+  if (36 * in_ch * out_ch <= kLargeMapMaxU && (shapes[0][2] + 3) / 4 * ((shapes[0][3] + 3) / 4) >= kLargeMapMinTiles)
+    return Winograd4x4Raw(static_cast<const float *>(params[0]), g, static_cast<const float *>(params[2]),
+                          static_cast<float *>(params[3]), shapes[0][0], in_ch, out_ch, shapes[0][2], shapes[0][3]);
   if (16 * in_ch * ((WinogradGeometry(shapes[0][2], shapes[0][3]).tiles + kLanes - 1) / kLanes * kLanes) <=
       kSmallMapValues)
     return Winograd3x3SmallMap(static_cast<const float *>(params[0]), g, static_cast<const float *>(params[2]),
