@@ -283,6 +283,38 @@ def test_attention_processor_matches_mindones_own(ms_cpu, layout, monkeypatch):
     assert np.abs(ours).max() > 0.1
 
 
+@pytest.mark.parametrize("act,hw", [("relu", (20, 24)), ("relu", (9, 10)), ("silu", (20, 24))])
+def test_tiny_block_matches_mindones_own(ms_cpu, act, hw, monkeypatch):
+    """TAESD's block: fused native convolutions (ReLU, residual add) on a 480-pixel map, mindone's own path
+    below WINOGRAD_MIN_PIXELS and for another activation; the same values either way, eager and compiled."""
+    from mindone.diffusers.models.unets.unet_2d_blocks import AutoencoderTinyBlock
+
+    rng = np.random.default_rng(12)
+    block = AutoencoderTinyBlock(16, 16, act)
+    for _, p in block.parameters_and_names():
+        p.set_data(T(ms_cpu, rng.standard_normal(p.shape).astype(np.float32) * 0.3))
+    x = T(ms_cpu, rng.standard_normal((2, 16) + hw).astype(np.float32))
+    ours, compiled = block(x).asnumpy(), ms_cpu.jit(block.construct)(x).asnumpy()
+    fused = md._NATIVE_WINOGRAD_RELU
+
+    def spy(*args):
+        raise RuntimeError("fused path taken")
+
+    monkeypatch.setattr(md, "_NATIVE_WINOGRAD_RELU", (spy, spy))
+    if act == "relu" and hw[0] * hw[1] >= md.WINOGRAD_MIN_PIXELS:
+        with pytest.raises(RuntimeError, match="fused path taken"):
+            block(x)
+    else:
+        block(x)
+    monkeypatch.setattr(md, "_NATIVE_WINOGRAD_RELU", fused)
+    monkeypatch.setattr(AutoencoderTinyBlock, "construct",
+                        md._ORIGINALS["mindone.diffusers.models.unets.unet_2d_blocks.AutoencoderTinyBlock.construct"])
+    original = block(x).asnumpy()
+    np.testing.assert_allclose(ours, original, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(compiled, original, rtol=1e-5, atol=1e-5)
+    assert (original == 0).mean() > 0.2 and original.max() > 0.5  # the ReLUs and the values matter
+
+
 def test_gelu_and_layer_norm(ms_cpu):
     x = np.linspace(-5, 5, 101, dtype=np.float32).reshape(1, 101)
     f = mint.nn.functional

@@ -117,12 +117,16 @@ def test_fused_attention_keeps_peaked_rows_and_nan(nk):
     (1, 3, 64, 64, 70),    # 4x4 tiles from 3 channels (TAESD's first convolution)
 ])
 def test_winograd_raw_weight_matches_direct_convolution(nk, batch, ci, co, h, w):
-    """Winograd3x3Raw (weights (Co, Ci, 3, 3) as stored) on each of its three paths."""
+    """Winograd3x3Raw{,Relu,ResidualRelu} (weights (Co, Ci, 3, 3) as stored) on each of their three paths."""
     rng = np.random.default_rng(ci + co + h)
     x = rng.standard_normal((batch, ci, h, w))
     weight = rng.standard_normal((co, ci, 3, 3)) / np.sqrt(9 * ci)
-    bias = rng.standard_normal(co)
-    close(run(nk.native_conv_op("Winograd3x3Raw"), x, weight, bias), conv2d(x, weight, bias))
+    bias, residual = rng.standard_normal(co), rng.standard_normal((batch, co, h, w))
+    plain = conv2d(x, weight, bias)
+    close(run(nk.native_conv_op("Winograd3x3Raw"), x, weight, bias), plain)
+    close(run(nk.native_conv_op("Winograd3x3RawRelu"), x, weight, bias), np.maximum(plain, 0))
+    close(run(nk.native_conv_op("Winograd3x3RawResidualRelu"), x, weight, bias, residual),
+          np.maximum(plain + residual, 0))
 
 
 @pytest.mark.parametrize("ci,co,h,w", [(8, 16, 7, 5), (24, 32, 33, 40), (16, 8, 64, 70), (40, 48, 2, 3)])

@@ -51,6 +51,7 @@ ops = None
 _NATIVE_GELU = None
 _NATIVE_LAYER_NORM = None
 _NATIVE_WINOGRAD = None
+_NATIVE_WINOGRAD_RELU = None  # (Winograd3x3RawRelu, Winograd3x3RawResidualRelu): TAESD blocks
 _NATIVE_GROUP_NORM = None
 _NATIVE_ATTENTION = None
 _NATIVE_SWAP_AXES = None
@@ -232,6 +233,15 @@ def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # n
     return ops.LayerNorm(axis, axis, eps)(input, weight, bias)[0]  # same shape as input
 
 
+def _winograd_applies(input, weight, stride, padding, dilation, groups) -> bool:  # noqa: A002
+    """True when the native Winograd kernels take this convolution: built (CPU), 3x3, stride 1, zero padding 1,
+    groups 1, float32, a map of at least WINOGRAD_MIN_PIXELS pixels."""
+    return _NATIVE_WINOGRAD is not None and groups == 1 and not isinstance(padding, str) and \
+        _pair(padding) == (1, 1) and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and \
+        weight.shape[2] == 3 and weight.shape[3] == 3 and \
+        input.shape[2] * input.shape[3] >= WINOGRAD_MIN_PIXELS and input.dtype == ms.float32
+
+
 def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
     """NCHW convolution on the classic Conv2D kernel; padding int, pair, 'same' or 'valid'.
 
@@ -240,10 +250,7 @@ def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
     every call (16 C_in C_out values, small next to the convolution on such maps). C_out is padded to a
     multiple of 8 with zero filters: TAESD's last 64 -> 3 convolution at 640x480 took 118 ms in oneDNN.
     """
-    if _NATIVE_WINOGRAD is not None and groups == 1 and not isinstance(padding, str) and \
-            _pair(padding) == (1, 1) and _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and \
-            weight.shape[2] == 3 and weight.shape[3] == 3 and \
-            input.shape[2] * input.shape[3] >= WINOGRAD_MIN_PIXELS and input.dtype == ms.float32:
+    if _winograd_applies(input, weight, stride, padding, dilation, groups):
         out_ch = weight.shape[0]
         if bias is None:
             bias = ops.zeros((out_ch,), ms.float32)
@@ -523,6 +530,27 @@ def _conv2d_construct(self, input):  # noqa: A002
     return _conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+def _fusable_conv(conv, input) -> bool:  # noqa: A002
+    """A mint.nn.Conv2d that Winograd3x3Raw{Relu,ResidualRelu} can run on ``input`` as is (bias, C_out % 8 == 0)."""
+    return conv.padding_mode == "zeros" and conv.bias is not None and conv.weight.shape[0] % 8 == 0 and \
+        _winograd_applies(input, conv.weight, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _tiny_block_construct(self, x):
+    """mindone AutoencoderTinyBlock.construct, ReLU(conv3(ReLU(conv2(ReLU(conv1(x))))) + x): on CPU three native
+    Winograd calls with the ReLUs and the residual add in their epilogues. Unfused, each of those four
+    elementwise ops read and wrote a whole 64-channel map (TAESD at 640x480: 79 MB at full resolution)."""
+    first, act, second, third = self.conv[0], self.conv[1], self.conv[2], self.conv[4]
+    if _NATIVE_WINOGRAD_RELU is not None and isinstance(act, ms.mint.nn.ReLU) and \
+            isinstance(self.skip, ms.mint.nn.Identity) and _fusable_conv(first, x) and \
+            first.weight.shape[0] == x.shape[1] and _fusable_conv(second, x) and _fusable_conv(third, x):
+        relu_conv, residual_relu_conv = _NATIVE_WINOGRAD_RELU
+        y = relu_conv(x, first.weight, first.bias)  # (N, C, H, W)
+        y = relu_conv(y, second.weight, second.bias)  # (N, C, H, W)
+        return residual_relu_conv(y, third.weight, third.bias, x)  # (N, C, H, W)
+    return self.fuse(self.conv(x) + self.skip(x))
+
+
 def _conv_transpose2d_construct(self, input, output_size=None):  # noqa: A002
     """mint.nn.ConvTranspose2d.construct on Conv2DBackpropInput (same parameters)."""
     output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size, 2,
@@ -614,6 +642,9 @@ FALLBACKS: tuple[Fallback, ...] = (
              "UNet transformers", _continuous_outputs),
     Fallback("mindone.diffusers.models.activations.GEGLU.construct", "Chunk (graph mode only)",
              "UNet feed-forward", _geglu_construct),
+    Fallback("mindone.diffusers.models.unets.unet_2d_blocks.AutoencoderTinyBlock.construct",
+             "none (speed and memory: ReLUs and residual add fused into the convolutions)", "TAESD",
+             _tiny_block_construct),
 )
 
 
@@ -680,7 +711,7 @@ def _apply_cpu_isa(max_cpu_isa: str) -> str | None:
 def _bind_native_kernels() -> None:
     """Bind the native CPU kernels the fallbacks use (each None when they cannot be built)."""
     global _NATIVE_GELU, _NATIVE_LAYER_NORM, _NATIVE_WINOGRAD, _NATIVE_GROUP_NORM, _NATIVE_ATTENTION
-    global _NATIVE_SWAP_AXES, _NATIVE_GEGLU
+    global _NATIVE_SWAP_AXES, _NATIVE_GEGLU, _NATIVE_WINOGRAD_RELU
     from depth_ms.models import native_kernels
 
     plain, relu = (native_kernels.native_elementwise_op(k) for k in ("GroupNormPlain", "GroupNormRelu"))
@@ -688,6 +719,8 @@ def _bind_native_kernels() -> None:
     _NATIVE_GELU = native_kernels.native_elementwise_op("GeluExact")
     _NATIVE_LAYER_NORM = native_kernels.native_elementwise_op("LayerNormLastAxis")
     _NATIVE_WINOGRAD = native_kernels.native_conv_op("Winograd3x3Raw")
+    relu, residual_relu = (native_kernels.native_conv_op(k) for k in ("Winograd3x3RawRelu", "Winograd3x3RawResidualRelu"))
+    _NATIVE_WINOGRAD_RELU = (relu, residual_relu) if relu is not None and residual_relu is not None else None
     _NATIVE_ATTENTION = native_kernels.native_attention_op()
     _NATIVE_SWAP_AXES = native_kernels.native_elementwise_op("SwapAxes")
     _NATIVE_GEGLU = native_kernels.native_elementwise_op("GegluExact")

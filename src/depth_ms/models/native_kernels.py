@@ -569,8 +569,9 @@ static void TransformWeights(const float *g, int64_t ci, int64_t o0, int64_t row
 // than transforming the whole U (34-52 against 25-32 ms there).
 constexpr int64_t kSmallMapValues = int64_t{1} << 22;
 
-static int Winograd3x3SmallMap(const float *x, const float *g, const float *bias, float *y, int64_t batch,
-                               int64_t in_ch, int64_t out_ch, int64_t height, int64_t width) {
+template <bool Residual, Activation Act>
+static int Winograd3x3SmallMap(const float *x, const float *g, const float *bias, const float *residual, float *y,
+                               int64_t batch, int64_t in_ch, int64_t out_ch, int64_t height, int64_t width) {
   const WinogradGeometry geo(height, width);
   const int64_t columns = (geo.tiles + kLanes - 1) / kLanes * kLanes, plane = height * width;
   const int64_t v_size = 16 * in_ch * columns;  // per image: v[xi][c][t]
@@ -608,9 +609,11 @@ static int Winograd3x3SmallMap(const float *x, const float *g, const float *bias
             for (int64_t r = 0; r < rows; r += 8)
               WinogradGemm<1>(ux + r * in_ch, 1, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
         }
-        for (int64_t r = 0; r < rows; ++r)
-          WriteOutputTiles<false, kNone>(m + r * columns, rows * columns, bias[o0 + r], 0, geo.tiles, geo.tiles_w,
-                                         height, width, nullptr, y + (n * out_ch + o0 + r) * plane);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t at = (n * out_ch + o0 + r) * plane;
+          WriteOutputTiles<Residual, Act>(m + r * columns, rows * columns, bias[o0 + r], 0, geo.tiles, geo.tiles_w,
+                                          height, width, Residual ? residual + at : nullptr, y + at);
+        }
       }
     }
   });
@@ -688,8 +691,9 @@ static void TransformWeights6x6(const float *g, int64_t ci, int64_t co, float *u
 
 constexpr int64_t kLargeMapMinTiles = 256, kLargeMapMaxU = int64_t{1} << 24;  // 4x4 tiles; U floats (64 MB)
 
-static int Winograd4x4Raw(const float *x, const float *g, const float *bias, float *y, int64_t batch, int64_t in_ch,
-                          int64_t out_ch, int64_t height, int64_t width) {
+template <bool Residual, Activation Act>
+static int Winograd4x4Raw(const float *x, const float *g, const float *bias, const float *residual, float *y,
+                          int64_t batch, int64_t in_ch, int64_t out_ch, int64_t height, int64_t width) {
   const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, tiles = tiles_h * tiles_w;
   // phase[c][p][row][j] = xpad[row][4j + p], xpad the input padded by one pixel
   const int64_t rows = 4 * tiles_h + 2, cols = tiles_w + 1, phase = rows * cols, plane = height * width;
@@ -714,6 +718,7 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, flo
       }
     });
     float *yn = y + n * out_ch * plane;
+    const float *rn = Residual ? residual + n * out_ch * plane : nullptr;
     const int64_t slices = std::min<int64_t>(out_ch / 8, std::max<int64_t>(1, (Threads() + blocks - 1) / blocks));
     ParallelFor(blocks * slices, tiles * in_ch * out_ch * 36, [&](int64_t begin, int64_t end) {
       float *v_buf = Scratch(1, 36 * in_ch * span), *m_buf = Scratch(2, 36 * out_ch * span);  // [xi][c or co][t]
@@ -762,9 +767,10 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, flo
               WinogradGemm<2>(ux, out_ch, 1, in_ch, vx + t, span, mx + t, span);
             if (t < columns) WinogradGemm<1>(ux, out_ch, 1, in_ch, vx + t, span, mx + t, span);
           }
-        for (int64_t co = co_begin; co < co_end; ++co) {  // output transform + bias
+        for (int64_t co = co_begin; co < co_end; ++co) {  // output transform + bias [+ residual] [activated]
           const float *mc = m_buf + co * span;
           float *yc = yn + co * plane;
+          const float *rc = Residual ? rn + co * plane : nullptr;
           for (int64_t gi = 0; gi < count; gi += kLanes) {
             const int64_t t = t0 + gi, th = t / tiles_w, tw = t % tiles_w;
             Vec16 t1[4][6], col[6], out[4][4];
@@ -787,11 +793,13 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, flo
               for (int i = 0; i < 4 && 4 * th + i < height; ++i) {  // interleave the four output columns
                 const Vec16 a_lo = __builtin_shuffle(out[i][0], out[i][1], lo), a_hi = __builtin_shuffle(out[i][0], out[i][1], hi);
                 const Vec16 b_lo = __builtin_shuffle(out[i][2], out[i][3], lo), b_hi = __builtin_shuffle(out[i][2], out[i][3], hi);
-                float *row = yc + (4 * th + i) * width + 4 * tw;
-                StoreVec(row, __builtin_shuffle(a_lo, b_lo, pairs_lo));
-                StoreVec(row + kLanes, __builtin_shuffle(a_lo, b_lo, pairs_hi));
-                StoreVec(row + 2 * kLanes, __builtin_shuffle(a_hi, b_hi, pairs_lo));
-                StoreVec(row + 3 * kLanes, __builtin_shuffle(a_hi, b_hi, pairs_hi));
+                const int64_t at = (4 * th + i) * width + 4 * tw;
+                Vec16 quarters[4] = {__builtin_shuffle(a_lo, b_lo, pairs_lo), __builtin_shuffle(a_lo, b_lo, pairs_hi),
+                                     __builtin_shuffle(a_hi, b_hi, pairs_lo), __builtin_shuffle(a_hi, b_hi, pairs_hi)};
+                for (int q = 0; q < 4; ++q) {
+                  if (Residual) quarters[q] += LoadVec(rc + at + q * kLanes);
+                  StoreVec(yc + at + q * kLanes, Activate<Act>(quarters[q]));
+                }
               }
             } else {  // pixel by pixel
               float values[4][4][kLanes];
@@ -799,7 +807,10 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, flo
               for (int64_t l = 0; l < kLanes && gi + l < count; ++l) {
                 const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
                 for (int i = 0; i < 4 && 4 * lh + i < height; ++i)
-                  for (int j = 0; j < 4 && 4 * lw + j < width; ++j) yc[(4 * lh + i) * width + 4 * lw + j] = values[i][j][l];
+                  for (int j = 0; j < 4 && 4 * lw + j < width; ++j) {
+                    const int64_t at = (4 * lh + i) * width + 4 * lw + j;
+                    yc[at] = ActivateScalar<Act>(values[i][j][l] + (Residual ? rc[at] : 0.0f));
+                  }
               }
             }
           }
@@ -810,23 +821,25 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, flo
   return 0;
 }
 
-// Winograd3x3Raw: the same convolution (no fused extras) from the raw weight (Co, Ci, 3, 3). Small maps
-// take Winograd3x3SmallMap; larger ones transform the whole U here on every call (16 Ci Co values,
-// small next to the convolution there).
-extern "C" int Winograd3x3Raw(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                              void *stream, void *extra) {
-  if (nparam != 4 || ndims[0] != 4 || ndims[1] != 4 || shapes[1][2] != 3 || shapes[1][3] != 3) return 1;
+// Winograd3x3Raw{,Relu,ResidualRelu}: the same convolution from the raw weight (Co, Ci, 3, 3): x, weight,
+// bias [, residual (N, Co, H, W)] -> (N, Co, H, W) [+ residual] [ReLU]. Large maps take 4x4 tiles, small
+// maps Winograd3x3SmallMap; the rest transforms the whole U here on every call (16 Ci Co values, small
+// next to the convolution there).
+template <bool Residual, Activation Act>
+static int WinogradRaw(int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != (Residual ? 5 : 4) || ndims[0] != 4 || ndims[1] != 4 || shapes[1][2] != 3 || shapes[1][3] != 3)
+    return 1;
   const int64_t out_ch = shapes[1][0], in_ch = shapes[1][1];
   if (shapes[0][1] != in_ch || out_ch % 8) return 2;
-  const float *g = static_cast<const float *>(params[1]);
-  if (36 * in_ch * out_ch <= kLargeMapMaxU && (shapes[0][2] + 3) / 4 * ((shapes[0][3] + 3) / 4) >= kLargeMapMinTiles)
-    return Winograd4x4Raw(static_cast<const float *>(params[0]), g, static_cast<const float *>(params[2]),
-                          static_cast<float *>(params[3]), shapes[0][0], in_ch, out_ch, shapes[0][2], shapes[0][3]);
-  if (16 * in_ch * ((WinogradGeometry(shapes[0][2], shapes[0][3]).tiles + kLanes - 1) / kLanes * kLanes) <=
-      kSmallMapValues)
-    return Winograd3x3SmallMap(static_cast<const float *>(params[0]), g, static_cast<const float *>(params[2]),
-                               static_cast<float *>(params[3]), shapes[0][0], in_ch, out_ch, shapes[0][2],
-                               shapes[0][3]);
+  const float *x = static_cast<const float *>(params[0]), *g = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  const float *residual = Residual ? static_cast<const float *>(params[3]) : nullptr;
+  float *y = static_cast<float *>(params[nparam - 1]);
+  const int64_t batch = shapes[0][0], height = shapes[0][2], width = shapes[0][3];
+  if (36 * in_ch * out_ch <= kLargeMapMaxU && (height + 3) / 4 * ((width + 3) / 4) >= kLargeMapMinTiles)
+    return Winograd4x4Raw<Residual, Act>(x, g, bias, residual, y, batch, in_ch, out_ch, height, width);
+  if (16 * in_ch * ((WinogradGeometry(height, width).tiles + kLanes - 1) / kLanes * kLanes) <= kSmallMapValues)
+    return Winograd3x3SmallMap<Residual, Act>(x, g, bias, residual, y, batch, in_ch, out_ch, height, width);
   float *u = Scratch(3, 16 * in_ch * out_ch);
   static const float G[4][3] = {{1.0f, 0.0f, 0.0f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.0f, 0.0f, 1.0f}};
   ParallelFor(out_ch, out_ch * in_ch * 64, [&](int64_t begin, int64_t end) {
@@ -843,11 +856,20 @@ extern "C" int Winograd3x3Raw(int nparam, void **params, int *ndims, int64_t **s
     }
   });
   int64_t u_shape[3] = {16, in_ch, out_ch};
-  int64_t *inner_shapes[4] = {shapes[0], u_shape, shapes[2], shapes[3]};
-  int inner_ndims[4] = {ndims[0], 3, ndims[2], ndims[3]};
-  void *inner_params[4] = {params[0], u, params[2], params[3]};
-  return Winograd3x3<false, false, kNone>(4, inner_params, inner_ndims, inner_shapes);
+  int64_t *inner_shapes[5] = {shapes[0], u_shape, shapes[2], shapes[3], Residual ? shapes[4] : nullptr};
+  int inner_ndims[5] = {ndims[0], 3, ndims[2], ndims[3], Residual ? ndims[4] : 0};
+  void *inner_params[5] = {params[0], u, params[2], params[3], Residual ? params[4] : nullptr};
+  return Winograd3x3<false, Residual, Act>(nparam, inner_params, inner_ndims, inner_shapes);
 }
+
+#define WINOGRAD_RAW_ENTRY(name, residual, act)                                                  \
+  extern "C" int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, \
+                      void *stream, void *extra) {                                               \
+    return WinogradRaw<residual, act>(nparam, params, ndims, shapes);                             \
+  }
+WINOGRAD_RAW_ENTRY(Winograd3x3Raw, false, kNone)
+WINOGRAD_RAW_ENTRY(Winograd3x3RawRelu, false, kRelu)
+WINOGRAD_RAW_ENTRY(Winograd3x3RawResidualRelu, true, kRelu)
 
 // ---- Elementwise and row kernels for the device layer (any shape, float32) ----
 
@@ -1470,7 +1492,8 @@ def native_library() -> str | None:
 
 CONV_KERNELS = ("Conv3x3Plain", "Conv3x3PreRelu", "Conv3x3PreReluResidual", "Conv3x3PostRelu", "Conv1x1Plain",
                 "Conv3x3FromNhwc", "Winograd3x3Plain", "Winograd3x3PreRelu", "Winograd3x3PreReluResidual",
-                "Winograd3x3PostRelu", "Winograd3x3Raw")
+                "Winograd3x3PostRelu", "Winograd3x3Raw",
+                "Winograd3x3RawRelu", "Winograd3x3RawResidualRelu")
 PACK = 8  # output channels per register block of the conv kernels
 
 
@@ -1496,7 +1519,7 @@ def native_conv_op(kernel: str):
     def out_shape(x_shape, weight_shape, bias_shape, *residual_shape):
         if kernel.endswith("FromNhwc"):  # (N, H, W, C') in
             return (x_shape[0], bias_shape[0], x_shape[1], x_shape[2])
-        if kernel.endswith("Raw"):  # raw (Co, Ci, 3, 3) weight
+        if "Raw" in kernel:  # raw (Co, Ci, 3, 3) weight
             return (x_shape[0], weight_shape[0], x_shape[2], x_shape[3])
         return (x_shape[0], bias_shape[0], x_shape[2], x_shape[3])
 
