@@ -110,9 +110,9 @@ def test_fused_attention_keeps_peaked_rows_and_nan(nk):
 
 
 @pytest.mark.parametrize("batch,ci,co,h,w", [
-    (2, 40, 136, 13, 11),  # small-map path: 2 full gathers + an 8-channel tail, groups of 16 channels, odd map
+    (2, 40, 136, 13, 11),  # 2x2 tiles: 2 full gathers + an 8-channel tail, groups of 16 channels, odd map
     (1, 8, 8, 1, 1),       # one tile, one channel block
-    (1, 64, 16, 130, 131),  # V above 4M values: the whole U transformed first
+    (2, 600, 8, 60, 60),   # 2x2 tiles in two panels (V of both images above 16M values)
     (2, 24, 24, 67, 69),   # 4x4 tiles (F(4x4, 3x3)) on a large map: odd edges, a block of 8 filters
     (1, 3, 64, 64, 70),    # 4x4 tiles from 3 channels (TAESD's first convolution)
 ])
