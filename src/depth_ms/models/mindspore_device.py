@@ -57,7 +57,8 @@ _NATIVE_ATTENTION = None
 _NATIVE_SWAP_AXES = None
 _NATIVE_GEGLU = None
 NATIVE_ATTENTION_MAX_HEAD_DIM = 128  # wider heads (the VAE's single 512-wide head) stay on BatchMatMul: 18 vs 17 ms
-WINOGRAD_MIN_PIXELS = 256  # smaller maps (8x10 latents and less) stay on oneDNN: the per-call weight transform outweighs the gain
+# smaller maps (8x10 latents and less) stay on oneDNN: there the per-call weight transform outweighs the gain
+WINOGRAD_MIN_PIXELS = 256
 
 _ORIGINALS: dict[str, object] = {}  # target -> attribute it replaced
 _STATE: dict[str, object] = {}
@@ -247,8 +248,9 @@ def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
 
     On CPU, 3x3 stride-1 convolutions padded by 1 (groups 1, float32) on maps of at least
     WINOGRAD_MIN_PIXELS pixels run as the native Winograd kernel instead, which transforms the weight on
-    every call (16 C_in C_out values, small next to the convolution on such maps). C_out is padded to a
-    multiple of 8 with zero filters: TAESD's last 64 -> 3 convolution at 640x480 took 118 ms in oneDNN.
+    every call (4x4 output tiles on large maps, 2x2 tiles by panels otherwise; see native_kernels). C_out is
+    padded to a multiple of 8 with zero filters: TAESD's last 64 -> 3 convolution at 640x480 took 118 ms in
+    oneDNN.
     """
     if _winograd_applies(input, weight, stride, padding, dilation, groups):
         out_ch = weight.shape[0]
@@ -719,7 +721,8 @@ def _bind_native_kernels() -> None:
     _NATIVE_GELU = native_kernels.native_elementwise_op("GeluExact")
     _NATIVE_LAYER_NORM = native_kernels.native_elementwise_op("LayerNormLastAxis")
     _NATIVE_WINOGRAD = native_kernels.native_conv_op("Winograd3x3Raw")
-    relu, residual_relu = (native_kernels.native_conv_op(k) for k in ("Winograd3x3RawRelu", "Winograd3x3RawResidualRelu"))
+    relu, residual_relu = (native_kernels.native_conv_op(k)
+                           for k in ("Winograd3x3RawRelu", "Winograd3x3RawResidualRelu"))
     _NATIVE_WINOGRAD_RELU = (relu, residual_relu) if relu is not None and residual_relu is not None else None
     _NATIVE_ATTENTION = native_kernels.native_attention_op()
     _NATIVE_SWAP_AXES = native_kernels.native_elementwise_op("SwapAxes")

@@ -39,6 +39,11 @@ _LOG = logging.getLogger(__name__)
 #   x (N, H, W, C), weight (K * K, C) (see pack_depthwise), bias (C,) -> (N, ceil(H / s), ceil(W / s), C);
 #   StemConv3x3Stride2Nhwc: 3x3 conv, stride 2 (TF "same") + bias + ReLU6 from NCHW to NHWC;
 #   x (N, Ci, H, W), weight (9 * Ci, Co) (see pack_stem), bias (Co,) -> (N, ceil(H / 2), ceil(W / 2), Co).
+# - Winograd3x3{Plain,PreRelu,PreReluResidual,PostRelu} (MiDaS decoder): the Conv3x3 variants as Winograd
+#   F(2x2, 3x3) on U (16, Ci, Co) (see pack_winograd);
+# - Winograd3x3Raw{,Relu,ResidualRelu} (device layer: UNet, VAEs, DPT necks): 3x3 conv, stride 1, padding 1,
+#   from the raw weight (Co, Ci, 3, 3), Co a multiple of 8, [+ residual] [ReLU]: F(4x4, 3x3) on maps of at
+#   least 256 4x4 tiles whose U fits 64 MB, else F(2x2, 3x3) by panels of tiles.
 _NATIVE_SOURCE = r"""
 #include <algorithm>
 #include <cmath>
@@ -288,10 +293,11 @@ static inline Vec16 Activate(Vec16 v) {
 constexpr int64_t kWinogradBlock = 64;
 
 // 8 output channels x NV * 16 tiles of one GEMM: m[r][t] = sum_k u(k, r) * v[k][t], u(k, r) at
-// u[k * u_k_stride + r * u_r_stride] (v rows of v_stride floats, m rows of m_stride floats).
-template <int NV>
-static inline void WinogradGemm(const float *u, int64_t u_k_stride, int64_t u_r_stride, int64_t ci, const float *v,
-                                int64_t v_stride, float *m, int64_t m_stride) {
+// u[k * u_stride + r] (KMajor: the transformed weight as (Ci, Co)) or u[r * u_stride + k] (rows of input
+// channels); v rows of v_stride floats, m rows of m_stride floats.
+template <int NV, bool KMajor>
+static inline void WinogradGemm(const float *u, int64_t u_stride, int64_t ci, const float *v, int64_t v_stride,
+                                float *m, int64_t m_stride) {
   constexpr int Rows = 8;
   Vec16 acc[Rows][NV];
   for (int r = 0; r < Rows; ++r)
@@ -300,7 +306,7 @@ static inline void WinogradGemm(const float *u, int64_t u_k_stride, int64_t u_r_
     Vec16 vv[NV];
     for (int j = 0; j < NV; ++j) vv[j] = LoadVec(v + k * v_stride + j * kLanes);
     for (int r = 0; r < Rows; ++r) {
-      const float a = u[k * u_k_stride + r * u_r_stride];
+      const float a = KMajor ? u[k * u_stride + r] : u[r * u_stride + k];
       for (int j = 0; j < NV; ++j) acc[r][j] += a * vv[j];
     }
   }
@@ -308,19 +314,14 @@ static inline void WinogradGemm(const float *u, int64_t u_k_stride, int64_t u_r_
     for (int j = 0; j < NV; ++j) StoreVec(m + r * m_stride + j * kLanes, acc[r][j]);
 }
 
-// The 16 GEMMs of 8 output channels over `columns` tiles (a multiple of 16): m[xi][r][t], rows of
-// m_stride floats, xi planes m_xi_stride apart; v[xi][k][t] likewise with v_stride, v_xi_stride.
-static inline void WinogradGemms(const float *u, int64_t u_xi_stride, int64_t u_k_stride, int64_t u_r_stride,
-                                 int64_t ci, const float *v, int64_t v_xi_stride, int64_t v_stride, int64_t columns,
-                                 float *m, int64_t m_xi_stride, int64_t m_stride) {
-  for (int xi = 0; xi < 16; ++xi) {
-    const float *ux = u + xi * u_xi_stride, *vx = v + xi * v_xi_stride;
-    float *mx = m + xi * m_xi_stride;
-    int64_t t = 0;
-    for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
-      WinogradGemm<2>(ux, u_k_stride, u_r_stride, ci, vx + t, v_stride, mx + t, m_stride);
-    if (t < columns) WinogradGemm<1>(ux, u_k_stride, u_r_stride, ci, vx + t, v_stride, mx + t, m_stride);
-  }
+// One GEMM of 8 output channels (KMajor u, see WinogradGemm) over `columns` tiles, a multiple of 16:
+// 32 tiles per register block, then 16.
+static inline void WinogradGemmColumns(const float *u, int64_t u_stride, int64_t ci, const float *v, int64_t v_stride,
+                                       int64_t columns, float *m, int64_t m_stride) {
+  int64_t t = 0;
+  for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
+    WinogradGemm<2, true>(u, u_stride, ci, v + t, v_stride, m + t, m_stride);
+  if (t < columns) WinogradGemm<1, true>(u, u_stride, ci, v + t, v_stride, m + t, m_stride);
 }
 
 // B^T d B of 4x4 patches d, one patch per lane.
@@ -494,9 +495,10 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
           TransformInputTiles(even, even + geo.phase, geo.cols, geo.tiles_w, t0, count, columns, v_buf + c * span,
                               in_ch * span);
         }
-        for (int64_t co = co_begin; co < co_end; co += 8)  // 8 output channels x 32 (or 16) tiles per register block
-          WinogradGemms(u + co, in_ch * out_ch, out_ch, 1, in_ch, v_buf, in_ch * span, span, columns,
-                        m_buf + co * span, out_ch * span, span);
+        for (int xi = 0; xi < 16; ++xi)  // 16 GEMMs, each V[xi] kept hot across the output channels
+          for (int64_t co = co_begin; co < co_end; co += 8)
+            WinogradGemmColumns(u + xi * in_ch * out_ch + co, out_ch, in_ch, v_buf + xi * in_ch * span, span, columns,
+                                m_buf + (xi * out_ch + co) * span, span);
         for (int64_t co = co_begin; co < co_end; ++co)
           WriteOutputTiles<Residual, Act>(m_buf + co * span, out_ch * span, bias[co], t0, count, geo.tiles_w, height,
                                           width, Residual ? rn + co * plane : nullptr, yn + co * plane);
@@ -515,6 +517,17 @@ WINOGRAD_ENTRY(Winograd3x3Plain, false, false, kNone)
 WINOGRAD_ENTRY(Winograd3x3PreRelu, true, false, kNone)
 WINOGRAD_ENTRY(Winograd3x3PreReluResidual, true, true, kNone)
 WINOGRAD_ENTRY(Winograd3x3PostRelu, false, false, kRelu)
+
+// The first n (<= 16) lanes of v to p.
+static inline void StoreFirst(float *p, Vec16 v, int64_t n) {
+  if (n == kLanes) {
+    StoreVec(p, v);
+  } else {
+    float lanes[kLanes];
+    std::memcpy(lanes, &v, sizeof(lanes));
+    std::memcpy(p, lanes, n * sizeof(float));
+  }
+}
 
 // U = G g G^T of output channels o0 .. o0 + rows - 1 from the raw weight g (Co, Ci, 3, 3), into
 // ub[(xi * rows + r) * ci + c] (r = o - o0): 16 input channels per vector, read with a stride-9 gather.
@@ -547,16 +560,7 @@ static void TransformWeights(const float *g, int64_t ci, int64_t o0, int64_t row
       for (int a = 0; a < 4; ++a) {  // (G g) G^T, the same on the rows
         const Vec16 half = (gg[a][0] + gg[a][2]) * 0.5f;
         const Vec16 row[4] = {gg[a][0], half + gg[a][1] * 0.5f, half - gg[a][1] * 0.5f, gg[a][2]};
-        for (int b = 0; b < 4; ++b) {
-          float *dst = ub + ((a * 4 + b) * rows + r) * ci + c;
-          if (n == kLanes) {
-            StoreVec(dst, row[b]);
-          } else {
-            float lanes[kLanes];
-            std::memcpy(lanes, &row[b], sizeof(lanes));
-            std::memcpy(dst, lanes, n * sizeof(float));
-          }
-        }
+        for (int b = 0; b < 4; ++b) StoreFirst(ub + ((a * 4 + b) * rows + r) * ci + c, row[b], n);
       }
     }
   }
@@ -567,7 +571,7 @@ static void TransformWeights(const float *g, int64_t ci, int64_t o0, int64_t row
 // per group of output channels its U (never the whole U in memory), 16 GEMMs over the panel's tiles and
 // the output transform. The weights are read once per panel, as in a direct convolution, and V once per
 // group. At 30x40 with 960-1920 input channels this took half the time of transforming the whole U first
-// and streaming it per block of tiles (1920 -> 640: 99 vs 214 ms), and a quarter of oneDNN's time at 15x20.
+// and streaming it per block of tiles (1920 -> 640: 99 vs 214 ms); at 15x20 it took 0.35-0.7x oneDNN's time.
 constexpr int64_t kPanelValues = int64_t{1} << 24;  // 64 MB
 
 template <bool Residual, Activation Act>
@@ -608,10 +612,10 @@ static int Winograd3x3Panels(const float *x, const float *g, const float *bias, 
             int64_t t = 0;
             for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
               for (int64_t r = 0; r < rows; r += 8)
-                WinogradGemm<2>(ux + r * in_ch, 1, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
+                WinogradGemm<2, false>(ux + r * in_ch, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
             if (t < columns)
               for (int64_t r = 0; r < rows; r += 8)
-                WinogradGemm<1>(ux + r * in_ch, 1, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
+                WinogradGemm<1, false>(ux + r * in_ch, in_ch, in_ch, vx + t, columns, mx + r * columns + t, columns);
           }
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t at = (n * out_ch + o0 + r) * plane;
@@ -682,12 +686,7 @@ static void TransformWeights6x6(const float *g, int64_t ci, int64_t co, float *u
           const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
           const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
           const Vec16 row[6] = {g0 * 0.25f, a - b, a + b, e + f, e - f, g2};
-          for (int s = 0; s < 6; ++s) {
-            float *dst = u + ((r * 6 + s) * ci + c) * co + o0;
-            float lanes[kLanes];
-            std::memcpy(lanes, &row[s], sizeof(lanes));
-            std::memcpy(dst, lanes, n * sizeof(float));
-          }
+          for (int s = 0; s < 6; ++s) StoreFirst(u + ((r * 6 + s) * ci + c) * co + o0, row[s], n);
         }
       }
     }
@@ -739,13 +738,15 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, con
             Vec16 d[6][6];
             if (tw + kLanes <= tiles_w && gi + kLanes <= count) {  // along one tile row: contiguous loads
               for (int r = 0; r < 6; ++r)
-                for (int k = 0; k < 6; ++k) d[r][k] = LoadVec(pc + (k & 3) * phase + (4 * th + r) * cols + tw + (k >> 2));
+                for (int k = 0; k < 6; ++k)
+                  d[r][k] = LoadVec(pc + (k & 3) * phase + (4 * th + r) * cols + tw + (k >> 2));
             } else {  // across tile rows or past the last tile (zeros): lane by lane
               float lanes[6][6][kLanes] = {};
               for (int64_t l = 0; l < kLanes && gi + l < count; ++l) {
                 const int64_t lh = (t + l) / tiles_w, lw = (t + l) % tiles_w;
                 for (int r = 0; r < 6; ++r)
-                  for (int k = 0; k < 6; ++k) lanes[r][k][l] = pc[(k & 3) * phase + (4 * lh + r) * cols + lw + (k >> 2)];
+                  for (int k = 0; k < 6; ++k)
+                    lanes[r][k][l] = pc[(k & 3) * phase + (4 * lh + r) * cols + lw + (k >> 2)];
               }
               for (int r = 0; r < 6; ++r)
                 for (int k = 0; k < 6; ++k) d[r][k] = LoadVec(lanes[r][k]);
@@ -764,14 +765,9 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, con
           }
         }
         for (int xi = 0; xi < 36; ++xi)  // 36 GEMMs, each V[xi] kept hot across the output channels
-          for (int64_t co = co_begin; co < co_end; co += 8) {
-            const float *vx = v_buf + xi * in_ch * span, *ux = u + xi * in_ch * out_ch + co;
-            float *mx = m_buf + (xi * out_ch + co) * span;
-            int64_t t = 0;
-            for (; t + 2 * kLanes <= columns; t += 2 * kLanes)
-              WinogradGemm<2>(ux, out_ch, 1, in_ch, vx + t, span, mx + t, span);
-            if (t < columns) WinogradGemm<1>(ux, out_ch, 1, in_ch, vx + t, span, mx + t, span);
-          }
+          for (int64_t co = co_begin; co < co_end; co += 8)
+            WinogradGemmColumns(u + xi * in_ch * out_ch + co, out_ch, in_ch, v_buf + xi * in_ch * span, span, columns,
+                                m_buf + (xi * out_ch + co) * span, span);
         for (int64_t co = co_begin; co < co_end; ++co) {  // output transform + bias [+ residual] [activated]
           const float *mc = m_buf + co * span;
           float *yc = yn + co * plane;
@@ -796,8 +792,10 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, con
               const Mask16 pairs_lo = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
               const Mask16 pairs_hi = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
               for (int i = 0; i < 4 && 4 * th + i < height; ++i) {  // interleave the four output columns
-                const Vec16 a_lo = __builtin_shuffle(out[i][0], out[i][1], lo), a_hi = __builtin_shuffle(out[i][0], out[i][1], hi);
-                const Vec16 b_lo = __builtin_shuffle(out[i][2], out[i][3], lo), b_hi = __builtin_shuffle(out[i][2], out[i][3], hi);
+                const Vec16 a_lo = __builtin_shuffle(out[i][0], out[i][1], lo);
+                const Vec16 a_hi = __builtin_shuffle(out[i][0], out[i][1], hi);
+                const Vec16 b_lo = __builtin_shuffle(out[i][2], out[i][3], lo);
+                const Vec16 b_hi = __builtin_shuffle(out[i][2], out[i][3], hi);
                 const int64_t at = (4 * th + i) * width + 4 * tw;
                 Vec16 quarters[4] = {__builtin_shuffle(a_lo, b_lo, pairs_lo), __builtin_shuffle(a_lo, b_lo, pairs_hi),
                                      __builtin_shuffle(a_hi, b_hi, pairs_lo), __builtin_shuffle(a_hi, b_hi, pairs_hi)};
