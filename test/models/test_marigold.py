@@ -171,6 +171,27 @@ def test_cold_reasons_size_scene_cut_and_reset(folders):
     assert not back.warm and back.extras["cold_reason"] == "time_jump"
 
 
+def test_forward_gap_allows_the_previous_frames_time(folders):
+    """A live node drops the images that arrive while the model runs: a forward gap up to max_frame_gap plus
+    the previous frame's time is a stream, not a time jump; beyond that, and any step back, is cold."""
+    est = registry.create("marigold", {"checkpoint": _path(folders, "v1-1"), "warm_start": "renoise",
+                                       "max_frame_gap": 0.5})
+    run = est.engine.run
+
+    def at(stamp, seed):
+        image = _image(32, 48, seed=seed)
+        return run(image, Frame(rgb=image, stamp=stamp))
+
+    first = at(100.0, 0)
+    assert first.reason == "first"
+    busy = first.timings["total"]
+    slow = at(100.0 + 0.5 + 0.9 * busy, 1)  # frames dropped while the first one ran
+    assert slow.warm
+    jump = at(100.0 + 0.5 + 0.9 * busy + 0.5 + slow.timings["total"] + 0.5, 2)
+    assert jump.reason == "time_jump"
+    assert at(200.0, 3).reason == "time_jump" and at(199.8, 4).warm and at(199.0, 5).reason == "time_jump"
+
+
 def test_renoise_warp_uses_pose_or_flow(folders):
     from depth_ms.core.types import Intrinsics
 

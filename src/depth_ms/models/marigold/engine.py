@@ -14,8 +14,11 @@ Warm-start schemes (``warm_start``):
   into the ``steps``-step schedule and run only the remaining ``warm_steps`` steps.
 - ``renoise_warp``: ``renoise`` after warping the previous latent into the current view, with the
   drone pose and the previous depth when the frame has a pose and intrinsics, else with optical flow.
-The first frame, and any frame after :meth:`reset`, a size change, a gap of more than
-``max_frame_gap`` seconds between stamps (either direction: bag loops) or a scene cut, is cold.
+The first frame, and any frame after :meth:`reset`, a size change, a time jump or a scene cut, is cold.
+A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or forward by more
+than ``max_frame_gap`` plus the time the previous frame took here: a live node drops the images that
+arrive while the model runs, so at real size on a CPU (1.5-7 s per frame) consecutive processed frames
+are always more than a second apart, and a fixed bound kept every frame cold.
 Ensemble mode (``ensemble > 1``, offline quality runs): that many cold members with different noise,
 aligned per member (scale, shift) and reduced by median; the uncertainty is the median absolute
 deviation.
@@ -52,7 +55,7 @@ class EngineOptions:
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
     unet_graphs: str = "whole"  # graph mode: whole (one graph) | blocks (one graph per UNet block: less memory, slower)
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
-    max_frame_gap: float = 1.0  # seconds between frames (either direction) beyond which the next one is cold
+    max_frame_gap: float = 1.0  # stamp gap (s) beyond which the next frame is cold; forward: plus the last frame's time
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
 
     def validate(self) -> None:
@@ -224,9 +227,10 @@ class MarigoldEngine:
             return self._reset_reason
         if self._prev["size"] != size:
             return "size"
-        if stamp is not None and self._prev["stamp"] is not None \
-                and abs(stamp - self._prev["stamp"]) > self.options.max_frame_gap:
-            return "time_jump"
+        if stamp is not None and self._prev["stamp"] is not None:
+            gap, bound = stamp - self._prev["stamp"], self.options.max_frame_gap
+            if gap < -bound or gap > bound + self._prev["seconds"]:
+                return "time_jump"
         if float(np.abs(thumb - self._prev["thumb"]).mean()) > self.options.scene_cut:
             return "scene_cut"
         return ""
@@ -284,8 +288,8 @@ class MarigoldEngine:
         depth = imaging.resize(depth_small[None], height, width, antialias=False)[0]  # (H, W)
         if uncertainty is not None:
             uncertainty = imaging.resize(uncertainty[None], height, width, antialias=False)[0]  # (H, W)
-        self._remember(latent, depth_small, padding, (height, width), thumb, grey, stamp, frame)
         timings["total"] = time.perf_counter() - t0
+        self._remember(latent, depth_small, padding, (height, width), thumb, grey, stamp, frame, timings["total"])
         return EngineResult(depth=depth.astype(np.float32), latent=latent, steps=steps, warm=not reason,
                             motion=motion, reason=reason, uncertainty=uncertainty, timings=timings)
 
@@ -317,11 +321,11 @@ class MarigoldEngine:
         depth_small, uncertainty = ensemble_depth(depths)
         return members[0], self.steps * self.options.ensemble, depth_small, uncertainty, ""
 
-    def _remember(self, latent, depth_small, padding, size, thumb, grey, stamp, frame) -> None:
-        """Keep what the next frame's warm start and cold tests need."""
+    def _remember(self, latent, depth_small, padding, size, thumb, grey, stamp, frame, seconds) -> None:
+        """Keep what the next frame's warm start and cold tests need (``seconds``: this frame's time here)."""
         lat_h, lat_w = latent.shape[-2:]
         padded = np.pad(depth_small, ((0, padding[0]), (0, padding[1])), mode="edge")  # (h * f, w * f)
-        self._prev = dict(latent=latent, size=size, thumb=thumb, grey=grey, stamp=stamp,
+        self._prev = dict(latent=latent, size=size, thumb=thumb, grey=grey, stamp=stamp, seconds=seconds,
                           pose=None if frame is None else frame.pose_map_camera,
                           processing=depth_small.shape, padding=padding,
                           depth_small=imaging.resize(padded[None], lat_h, lat_w, True)[0])  # (h, w)
