@@ -31,8 +31,9 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-# the default (PyNative) and graph mode compiled at start-up (warm_up), so no compile pause makes a frame cold
-@pytest.fixture(scope="module", params=[(), ("mode:=graph", "warm_up:=[96, 72]")], ids=["pynative", "graph"])
+# the default (graph mode, compiled on the first frame: the frame after that pause is still warm, since a
+# forward gap allows the previous frame's time) and PyNative
+@pytest.fixture(scope="module", params=[(), ("mode:=pynative",)], ids=["graph", "pynative"])
 def stream(request, rosnode, module_launch, checkpoint):
     rec = Recorder(TOPICS)
     launched = module_launch("drone_depth.launch", "model:=marigold", f"weights:={checkpoint}", "steps:=3",
@@ -49,7 +50,8 @@ def test_first_frame_cold_then_warm_one_step_warped_by_the_tf_pose(stream):
     assert infos[0].model == "marigold" and infos[0].depth_kind == DepthInfo.AFFINE_DEPTH
     assert (infos[0].warm, infos[0].denoising_steps) == (False, 3)
     # the node looked up map -> camera_link_optical at each image stamp and the engine warped with it
-    assert all(i.warm and i.denoising_steps == 1 and i.warm_start == "renoise_warp:pose" for i in infos[1:])
+    assert all(i.warm and i.denoising_steps == 1 and i.warm_start == "renoise_warp:pose" for i in infos[1:]), \
+        [(i.warm, i.denoising_steps, i.warm_start, round(i.model_latency_ms), i.header.stamp.to_sec()) for i in infos]
     assert infos[-1].frames_rejected == 0
 
 

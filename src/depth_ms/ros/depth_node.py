@@ -160,6 +160,10 @@ class DepthNode:
                       pose_map_camera=pose, gt_depth=gt, sequence=msg.header.seq)
         if not self._warmed_up:
             self._warm_up(rgb.shape[1], rgb.shape[0])
+            fresher = self.slot.take(timeout=0)  # the newest image that arrived during the compile, if any
+            if fresher is not None:  # this one is as old as the compile: streaming continues from the newer one
+                self.process(fresher)
+                return
             start = time.perf_counter()
 
         model_start = time.perf_counter()
