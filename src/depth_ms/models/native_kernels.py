@@ -354,22 +354,24 @@ static inline void OutputTransform(const Vec16 m[16], Vec16 y[2][2]) {
   }
 }
 
-// The input's even / odd columns, zero-padded by one pixel: phase[c][parity][row][k] = xpad[row][2k + parity],
-// `rows` x `cols` per plane (see WinogradGeometry).
-template <bool PreRelu>
+// The input's columns by their phase modulo Phases (2: even / odd), zero-padded by one pixel:
+// phases[c][p][row][j] = xpad[row][Phases * j + p], `rows` x `cols` per plane (see WinogradGeometry).
+template <int Phases, bool PreRelu>
 static void FillPhases(const float *xn, int64_t in_ch, int64_t height, int64_t width, int64_t rows, int64_t cols,
                        float *phases) {
   const int64_t phase = rows * cols;
   ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      float *even = phases + c * 2 * phase, *odd = even + phase;
-      std::fill(even, even + 2 * phase, 0.0f);
+      float *pc = phases + c * Phases * phase;
+      std::fill(pc, pc + Phases * phase, 0.0f);
       for (int64_t r = 0; r < height; ++r) {
         const float *src = xn + (c * height + r) * width;
-        float *e = even + (r + 1) * cols, *o = odd + (r + 1) * cols;
-        for (int64_t i = 0; i < width; i += 2) {  // padded columns i + 1 (odd) and i + 2 (even)
-          o[i >> 1] = PreRelu ? std::max(src[i], 0.0f) : src[i];
-          if (i + 1 < width) e[(i >> 1) + 1] = PreRelu ? std::max(src[i + 1], 0.0f) : src[i + 1];
+        for (int64_t p = 0; p < Phases; ++p) {  // padded column Phases * j + p is input column Phases * j + p - 1
+          float *dst = pc + p * phase + (r + 1) * cols;
+          for (int64_t j = p == 0 ? 1 : 0, stop = (width - p + Phases) / Phases; j < stop; ++j) {
+            const float v = src[Phases * j + p - 1];
+            dst[j] = PreRelu ? std::max(v, 0.0f) : v;
+          }
         }
       }
     }
@@ -475,7 +477,7 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
   const int64_t blocks = (tiles + block - 1) / block, plane = height * width;
   const int64_t span = std::min(block, (tiles + kLanes - 1) / kLanes * kLanes);  // buffer row: tiles per block
   for (int64_t n = 0; n < batch; ++n) {
-    FillPhases<PreRelu>(x + n * in_ch * plane, in_ch, height, width, geo.rows, geo.cols, phases);
+    FillPhases<2, PreRelu>(x + n * in_ch * plane, in_ch, height, width, geo.rows, geo.cols, phases);
     float *yn = y + n * out_ch * plane;
     const float *rn = Residual ? residual + n * out_ch * plane : nullptr;
     // work items: (block, slice of the output channels); few blocks (small maps) split the channels
@@ -518,6 +520,18 @@ WINOGRAD_ENTRY(Winograd3x3PreRelu, true, false, kNone)
 WINOGRAD_ENTRY(Winograd3x3PreReluResidual, true, true, kNone)
 WINOGRAD_ENTRY(Winograd3x3PostRelu, false, false, kRelu)
 
+// G [g0, g1, g2] for one column (or row) of a 3x3 kernel: F(2x2, 3x3)'s 4 rows and F(4x4, 3x3)'s 6.
+static inline void KernelRows4(Vec16 g0, Vec16 g1, Vec16 g2, Vec16 out[4]) {
+  const Vec16 half = (g0 + g2) * 0.5f;
+  out[0] = g0, out[1] = half + g1 * 0.5f, out[2] = half - g1 * 0.5f, out[3] = g2;
+}
+
+static inline void KernelRows6(Vec16 g0, Vec16 g1, Vec16 g2, Vec16 out[6]) {
+  const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
+  const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
+  out[0] = g0 * 0.25f, out[1] = a - b, out[2] = a + b, out[3] = e + f, out[4] = e - f, out[5] = g2;
+}
+
 // The first n (<= 16) lanes of v to p.
 static inline void StoreFirst(float *p, Vec16 v, int64_t n) {
   if (n == kLanes) {
@@ -551,15 +565,11 @@ static void TransformWeights(const float *g, int64_t ci, int64_t o0, int64_t row
         for (int64_t l = 0; l < n; ++l) lanes[l] = go[(c + l) * 9 + tap];
         k[tap] = LoadVec(lanes);
       }
-      // G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2) of the 3x3 kernel, per column
-      Vec16 gg[4][3];
-      for (int j = 0; j < 3; ++j) {
-        const Vec16 g0 = k[j], g1 = k[3 + j], g2 = k[6 + j], half = (g0 + g2) * 0.5f;
-        gg[0][j] = g0, gg[1][j] = half + g1 * 0.5f, gg[2][j] = half - g1 * 0.5f, gg[3][j] = g2;
-      }
+      Vec16 gg[3][4];  // G g, per column j: gg[j][a]
+      for (int j = 0; j < 3; ++j) KernelRows4(k[j], k[3 + j], k[6 + j], gg[j]);
       for (int a = 0; a < 4; ++a) {  // (G g) G^T, the same on the rows
-        const Vec16 half = (gg[a][0] + gg[a][2]) * 0.5f;
-        const Vec16 row[4] = {gg[a][0], half + gg[a][1] * 0.5f, half - gg[a][1] * 0.5f, gg[a][2]};
+        Vec16 row[4];
+        KernelRows4(gg[0][a], gg[1][a], gg[2][a], row);
         for (int b = 0; b < 4; ++b) StoreFirst(ub + ((a * 4 + b) * rows + r) * ci + c, row[b], n);
       }
     }
@@ -584,7 +594,7 @@ static int Winograd3x3Panels(const float *x, const float *g, const float *bias, 
   const int64_t v_size = 16 * in_ch * panel_columns;  // per image: v[xi][c][t]
   float *phases = Scratch(0, batch * in_ch * 2 * geo.phase), *v = Scratch(1, batch * v_size);
   for (int64_t n = 0; n < batch; ++n)
-    FillPhases<false>(x + n * in_ch * plane, in_ch, height, width, geo.rows, geo.cols,
+    FillPhases<2, false>(x + n * in_ch * plane, in_ch, height, width, geo.rows, geo.cols,
                       phases + n * in_ch * 2 * geo.phase);
   // groups of up to 8 blocks of 8 channels, at least 4 groups per thread where the channels allow
   const int64_t channel_blocks = out_ch / 8;
@@ -674,18 +684,11 @@ static void TransformWeights6x6(const float *g, int64_t ci, int64_t co, float *u
           k[tap] = LoadVec(lanes);
 #endif
         }
-        Vec16 gg[6][3];  // G g, per column j
-        for (int j = 0; j < 3; ++j) {
-          const Vec16 g0 = k[j], g1 = k[3 + j], g2 = k[6 + j];
-          const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
-          const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
-          gg[0][j] = g0 * 0.25f, gg[1][j] = a - b, gg[2][j] = a + b, gg[3][j] = e + f, gg[4][j] = e - f, gg[5][j] = g2;
-        }
-        for (int r = 0; r < 6; ++r) {  // (G g) G^T, the same on each row
-          const Vec16 g0 = gg[r][0], g1 = gg[r][1], g2 = gg[r][2];
-          const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
-          const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
-          const Vec16 row[6] = {g0 * 0.25f, a - b, a + b, e + f, e - f, g2};
+        Vec16 gg[3][6];  // G g, per column j: gg[j][r]
+        for (int j = 0; j < 3; ++j) KernelRows6(k[j], k[3 + j], k[6 + j], gg[j]);
+        for (int r = 0; r < 6; ++r) {  // (G g) G^T, the same on the rows
+          Vec16 row[6];
+          KernelRows6(gg[0][r], gg[1][r], gg[2][r], row);
           for (int s = 0; s < 6; ++s) StoreFirst(u + ((r * 6 + s) * ci + c) * co + o0, row[s], n);
         }
       }
@@ -699,7 +702,7 @@ template <bool Residual, Activation Act>
 static int Winograd4x4Raw(const float *x, const float *g, const float *bias, const float *residual, float *y,
                           int64_t batch, int64_t in_ch, int64_t out_ch, int64_t height, int64_t width) {
   const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, tiles = tiles_h * tiles_w;
-  // phase[c][p][row][j] = xpad[row][4j + p], xpad the input padded by one pixel
+  // the input padded by one pixel, split by column modulo 4 (see FillPhases)
   const int64_t rows = 4 * tiles_h + 2, cols = tiles_w + 1, phase = rows * cols, plane = height * width;
   float *u = Scratch(3, 36 * in_ch * out_ch), *phases = Scratch(0, in_ch * 4 * phase);
   TransformWeights6x6(g, in_ch, out_ch, u);
@@ -707,20 +710,7 @@ static int Winograd4x4Raw(const float *x, const float *g, const float *bias, con
   const int64_t blocks = (tiles + block - 1) / block;
   const int64_t span = std::min(block, (tiles + kLanes - 1) / kLanes * kLanes);
   for (int64_t n = 0; n < batch; ++n) {
-    const float *xn = x + n * in_ch * plane;
-    ParallelFor(in_ch, in_ch * phase * 64, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        float *pc = phases + c * 4 * phase;
-        std::fill(pc, pc + 4 * phase, 0.0f);
-        for (int64_t r = 0; r < height; ++r) {
-          const float *src = xn + (c * height + r) * width;
-          for (int64_t p = 0; p < 4; ++p) {  // padded column 4j + p is input column 4j + p - 1
-            float *dst = pc + p * phase + (r + 1) * cols;
-            for (int64_t j = p == 0 ? 1 : 0, stop = (width - p + 4) / 4; j < stop; ++j) dst[j] = src[4 * j + p - 1];
-          }
-        }
-      }
-    });
+    FillPhases<4, false>(x + n * in_ch * plane, in_ch, height, width, rows, cols, phases);
     float *yn = y + n * out_ch * plane;
     const float *rn = Residual ? residual + n * out_ch * plane : nullptr;
     const int64_t slices = std::min<int64_t>(out_ch / 8, std::max<int64_t>(1, (Threads() + blocks - 1) / blocks));
