@@ -520,16 +520,37 @@ WINOGRAD_ENTRY(Winograd3x3PreRelu, true, false, kNone)
 WINOGRAD_ENTRY(Winograd3x3PreReluResidual, true, true, kNone)
 WINOGRAD_ENTRY(Winograd3x3PostRelu, false, false, kRelu)
 
-// G [g0, g1, g2] for one column (or row) of a 3x3 kernel: F(2x2, 3x3)'s 4 rows and F(4x4, 3x3)'s 6.
-static inline void KernelRows4(Vec16 g0, Vec16 g1, Vec16 g2, Vec16 out[4]) {
-  const Vec16 half = (g0 + g2) * 0.5f;
-  out[0] = g0, out[1] = half + g1 * 0.5f, out[2] = half - g1 * 0.5f, out[3] = g2;
+// G [g0, g1, g2] for one column (or row) of a 3x3 kernel: F(2x2, 3x3)'s Alpha = 4 rows or F(4x4, 3x3)'s 6.
+template <int Alpha>
+static inline void KernelRows(Vec16 g0, Vec16 g1, Vec16 g2, Vec16 out[Alpha]) {
+  if constexpr (Alpha == 4) {
+    const Vec16 half = (g0 + g2) * 0.5f;
+    out[0] = g0, out[1] = half + g1 * 0.5f, out[2] = half - g1 * 0.5f, out[3] = g2;
+  } else {
+    const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
+    const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
+    out[0] = g0 * 0.25f, out[1] = a - b, out[2] = a + b, out[3] = e + f, out[4] = e - f, out[5] = g2;
+  }
 }
 
-static inline void KernelRows6(Vec16 g0, Vec16 g1, Vec16 g2, Vec16 out[6]) {
-  const Vec16 a = (g0 + g2) * (-1.0f / 6.0f), b = g1 * (1.0f / 6.0f);
-  const Vec16 e = g0 * (1.0f / 24.0f) + g2 * (1.0f / 6.0f), f = g1 * (1.0f / 12.0f);
-  out[0] = g0 * 0.25f, out[1] = a - b, out[2] = a + b, out[3] = e + f, out[4] = e - f, out[5] = g2;
+// The 9 taps of 16 kernels, lane l's at base + index[l] (valid for every lane), one vector per tap, and
+// their transform u[a][b] = (G g G^T)[a][b].
+template <int Alpha>
+static inline void GatherAndTransformKernels(const float *base, const int32_t *index, Vec16 u[Alpha][Alpha]) {
+  Vec16 k[9];
+  for (int tap = 0; tap < 9; ++tap) {
+#ifdef __AVX512F__
+    const __m512 gathered = _mm512_i32gather_ps(_mm512_loadu_si512(index), base + tap, 4);
+    std::memcpy(&k[tap], &gathered, sizeof(Vec16));
+#else
+    float lanes[kLanes];
+    for (int l = 0; l < kLanes; ++l) lanes[l] = base[index[l] + tap];
+    k[tap] = LoadVec(lanes);
+#endif
+  }
+  Vec16 gg[3][Alpha];  // G g, per kernel column j: gg[j][a]
+  for (int j = 0; j < 3; ++j) KernelRows<Alpha>(k[j], k[3 + j], k[6 + j], gg[j]);
+  for (int a = 0; a < Alpha; ++a) KernelRows<Alpha>(gg[0][a], gg[1][a], gg[2][a], u[a]);  // (G g) G^T
 }
 
 // The first n (<= 16) lanes of v to p.
@@ -546,32 +567,20 @@ static inline void StoreFirst(float *p, Vec16 v, int64_t n) {
 // U = G g G^T of output channels o0 .. o0 + rows - 1 from the raw weight g (Co, Ci, 3, 3), into
 // ub[(xi * rows + r) * ci + c] (r = o - o0): 16 input channels per vector, read with a stride-9 gather.
 static void TransformWeights(const float *g, int64_t ci, int64_t o0, int64_t rows, float *ub) {
-  alignas(64) int32_t index[kLanes];
-  for (int l = 0; l < kLanes; ++l) index[l] = 9 * l;
+  // input channel c + l at 9 l; in the last, partial vector the last channel repeated past the end
+  alignas(64) int32_t index[kLanes], tail_index[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    index[l] = 9 * l;
+    tail_index[l] = static_cast<int32_t>(9 * std::min<int64_t>(l, (ci - 1) % kLanes));
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const float *go = g + (o0 + r) * ci * 9;
     for (int64_t c = 0; c < ci; c += kLanes) {
       const int64_t n = std::min<int64_t>(kLanes, ci - c);
-      Vec16 k[9];  // k[tap][lane]: tap of input channel c + lane
-      for (int tap = 0; tap < 9; ++tap) {
-#ifdef __AVX512F__
-        if (n == kLanes) {
-          __m512 gathered = _mm512_i32gather_ps(_mm512_load_si512(index), go + c * 9 + tap, 4);
-          std::memcpy(&k[tap], &gathered, sizeof(Vec16));
-          continue;
-        }
-#endif
-        float lanes[kLanes] = {};
-        for (int64_t l = 0; l < n; ++l) lanes[l] = go[(c + l) * 9 + tap];
-        k[tap] = LoadVec(lanes);
-      }
-      Vec16 gg[3][4];  // G g, per column j: gg[j][a]
-      for (int j = 0; j < 3; ++j) KernelRows4(k[j], k[3 + j], k[6 + j], gg[j]);
-      for (int a = 0; a < 4; ++a) {  // (G g) G^T, the same on the rows
-        Vec16 row[4];
-        KernelRows4(gg[0][a], gg[1][a], gg[2][a], row);
-        for (int b = 0; b < 4; ++b) StoreFirst(ub + ((a * 4 + b) * rows + r) * ci + c, row[b], n);
-      }
+      Vec16 u[4][4];
+      GatherAndTransformKernels<4>(go + c * 9, n == kLanes ? index : tail_index, u);
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) StoreFirst(ub + ((a * 4 + b) * rows + r) * ci + c, u[a][b], n);
     }
   }
 }
@@ -669,28 +678,13 @@ static void TransformWeights6x6(const float *g, int64_t ci, int64_t co, float *u
   ParallelFor((co + kLanes - 1) / kLanes, co * ci * 64, [&](int64_t begin, int64_t end) {
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t o0 = blk * kLanes, n = std::min<int64_t>(kLanes, co - o0);
-      alignas(64) int32_t index[kLanes];
+      alignas(64) int32_t index[kLanes];  // filter o0 + l, the last one repeated past the end
       for (int l = 0; l < kLanes; ++l) index[l] = static_cast<int32_t>(std::min<int64_t>(l, n - 1) * ci * 9);
       for (int64_t c = 0; c < ci; ++c) {
-        const float *base = g + (o0 * ci + c) * 9;
-        Vec16 k[9];
-        for (int tap = 0; tap < 9; ++tap) {
-#ifdef __AVX512F__
-          __m512 gathered = _mm512_i32gather_ps(_mm512_load_si512(index), base + tap, 4);
-          std::memcpy(&k[tap], &gathered, sizeof(Vec16));
-#else
-          float lanes[kLanes];
-          for (int l = 0; l < kLanes; ++l) lanes[l] = base[index[l] + tap];
-          k[tap] = LoadVec(lanes);
-#endif
-        }
-        Vec16 gg[3][6];  // G g, per column j: gg[j][r]
-        for (int j = 0; j < 3; ++j) KernelRows6(k[j], k[3 + j], k[6 + j], gg[j]);
-        for (int r = 0; r < 6; ++r) {  // (G g) G^T, the same on the rows
-          Vec16 row[6];
-          KernelRows6(gg[0][r], gg[1][r], gg[2][r], row);
-          for (int s = 0; s < 6; ++s) StoreFirst(u + ((r * 6 + s) * ci + c) * co + o0, row[s], n);
-        }
+        Vec16 t[6][6];
+        GatherAndTransformKernels<6>(g + (o0 * ci + c) * 9, index, t);
+        for (int r = 0; r < 6; ++r)
+          for (int s = 0; s < 6; ++s) StoreFirst(u + ((r * 6 + s) * ci + c) * co + o0, t[r][s], n);
       }
     }
   });
