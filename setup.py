@@ -12,6 +12,7 @@ setup(**generate_distutils_setup(
         "depth_ms.models.midas",
         "depth_ms.evaluation",
         "depth_ms.ros",
+        "depth_ms.training",
     ],
     package_dir={"": "src"},
 ))

@@ -47,8 +47,10 @@ from depth_ms.models.native_kernels import (PACK, native_conv_op, native_depthwi
                                            pack_winograd)
 
 BN_EPS = 1e-3  # tf_ variants of gen-efficientnet
+BN_MOMENTUM = 0.1  # training: running = (1 - m) running + m batch statistics (torch's convention)
 STRIDE = 32
-FEATURES = 64
+FEATURES = 64  # decoder width
+HEAD_CHANNELS = 32  # channels of the output head's last 3x3 convolution
 # 3x3 convolutions on inputs at least this wide run as Winograd F(2x2, 3x3): faster than the direct
 # kernel at every decoder size from 8x8 (512 channels) to 256x256 (32); narrower maps waste most lanes
 WINOGRAD_MIN_WIDTH = 8
@@ -192,7 +194,10 @@ def torch_conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool
 
 
 class BatchNorm2d(nn.Cell):
-    """Inference BatchNorm with torch's names: ``weight``, ``bias``, ``running_mean``, ``running_var``."""
+    """BatchNorm with torch's names: ``weight``, ``bias``, ``running_mean``, ``running_var``.
+
+    In training mode (``set_train(True)``) it normalises with batch statistics and updates the running ones.
+    """
 
     def __init__(self, channels: int, eps: float = BN_EPS) -> None:
         super().__init__()
@@ -215,6 +220,9 @@ class BatchNorm2d(nn.Cell):
     def construct(self, x):
         if self.folded:
             return x
+        if self.training:  # batch statistics; the running ones are updated in place
+            return ops.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, training=True,
+                                  momentum=BN_MOMENTUM, eps=self.eps)  # (N, C, H, W)
         scale = self.weight / ops.sqrt(self.running_var + self.eps)  # (C,)
         shift = self.bias - self.running_mean * scale  # (C,)
         return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)  # (N, C, H, W)
@@ -424,13 +432,14 @@ class FeatureFusionBlock(nn.Cell):
 class Decoder(nn.Cell):
     """``scratch``: 3x3 projections of the encoder outputs, four fusion blocks and the output head."""
 
-    def __init__(self, rng: np.random.Generator, features: int = FEATURES) -> None:
+    def __init__(self, rng: np.random.Generator, encoder_channels: tuple = ENCODER_CHANNELS,
+                 features: int = FEATURES, head: int = HEAD_CHANNELS) -> None:
         super().__init__()
         widths = (features, features * 2, features * 4, features * 8)  # blocks={'expand': True}
-        self.layer1_rn = torch_conv(ENCODER_CHANNELS[0], widths[0], 3, bias=False, rng=rng)
-        self.layer2_rn = torch_conv(ENCODER_CHANNELS[1], widths[1], 3, bias=False, rng=rng)
-        self.layer3_rn = torch_conv(ENCODER_CHANNELS[2], widths[2], 3, bias=False, rng=rng)
-        self.layer4_rn = torch_conv(ENCODER_CHANNELS[3], widths[3], 3, bias=False, rng=rng)
+        self.layer1_rn = torch_conv(encoder_channels[0], widths[0], 3, bias=False, rng=rng)
+        self.layer2_rn = torch_conv(encoder_channels[1], widths[1], 3, bias=False, rng=rng)
+        self.layer3_rn = torch_conv(encoder_channels[2], widths[2], 3, bias=False, rng=rng)
+        self.layer4_rn = torch_conv(encoder_channels[3], widths[3], 3, bias=False, rng=rng)
         self.refinenet4 = FeatureFusionBlock(widths[3], True, rng)
         self.refinenet3 = FeatureFusionBlock(widths[2], True, rng)
         self.refinenet2 = FeatureFusionBlock(widths[1], True, rng)
@@ -438,9 +447,9 @@ class Decoder(nn.Cell):
         self.output_conv = nn.SequentialCell([
             torch_conv(features, features // 2, 3, rng=rng),
             Upsample2x(align_corners=False),  # the head's Interpolate keeps align_corners=False
-            torch_conv(features // 2, 32, 3, rng=rng),
+            torch_conv(features // 2, head, 3, rng=rng),
             nn.ReLU(),
-            torch_conv(32, 1, 1, rng=rng),
+            torch_conv(head, 1, 1, rng=rng),
             nn.ReLU(),  # non_negative=True
         ])
 

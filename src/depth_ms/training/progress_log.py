@@ -1,0 +1,63 @@
+"""The run's CSV log (one row per logged step) and its plot of loss and validation AbsRel / delta1."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+COLUMNS = ("step", "lr", "loss", "images_per_s", "val_abs_rel", "val_delta1")
+
+
+class ProgressLog:
+    """Appends rows to ``log.csv``; on resume, rows after the resumed step are dropped first."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        rows = self.read() if resume_step is not None and self.path.is_file() else []
+        rows = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
+        with self.path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def add(self, **values) -> None:
+        with self.path.open("a", newline="") as stream:
+            csv.DictWriter(stream, COLUMNS).writerow({k: values.get(k, "") for k in COLUMNS})
+
+    def read(self) -> list[dict]:
+        with self.path.open(newline="") as stream:
+            return list(csv.DictReader(stream))
+
+    def plot(self, path: Path) -> None:
+        """Loss (log scale) and validation AbsRel / delta1 against the step, as a PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.read()
+
+        def series(key):
+            points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in ("", None)]
+            return [p for p in points if math.isfinite(p[1])]
+
+        figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        loss = series("loss")
+        if loss:
+            top.plot(*zip(*loss), lw=0.8, label="training loss")
+            top.set_yscale("log")
+        top.set_ylabel("loss")
+        top.legend(loc="upper right")
+        for key, label, axis in (("val_abs_rel", "AbsRel", bottom), ("val_delta1", "delta1", bottom.twinx())):
+            points = series(key)
+            if points:
+                axis.plot(*zip(*points), marker="o", color="C1" if key == "val_abs_rel" else "C2", label=label)
+            axis.set_ylabel(f"held-out {label}")
+        bottom.set_xlabel("step")
+        figure.suptitle("training: loss and held-out metrics (per-frame alignment in disparity)")
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+
+
+__all__ = ["ProgressLog", "COLUMNS"]

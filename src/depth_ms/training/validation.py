@@ -1,0 +1,47 @@
+"""Validation on held-out frames with the labeller's own alignment and metrics (per-frame, disparity)."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from depth_ms.evaluation.alignment import apply_alignment, fit_scale_shift
+from depth_ms.evaluation.metrics import compute_metrics, valid_mask
+
+from .samples import Sample
+
+
+def spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
+    """At most ``limit`` samples evenly spread over ``samples`` (all when ``limit`` is 0)."""
+    if limit <= 0 or limit >= len(samples):
+        return list(samples)
+    return [samples[int(i)] for i in np.linspace(0, len(samples) - 1, limit).round()]
+
+
+def score_disparity(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> dict:
+    """Labeller metrics of relative disparity ``pred`` (any size) against metric ``gt`` (H, W)."""
+    if pred.shape != gt.shape:
+        pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)  # (H, W)
+    mask = valid_mask(gt, min_depth, max_depth) & np.isfinite(pred)  # (H, W)
+    scale, shift = fit_scale_shift(pred[mask], gt[mask], "disparity")
+    if not math.isfinite(scale):
+        return {}
+    aligned = apply_alignment(pred, "disparity", scale, shift, min_depth, max_depth)  # (H, W) metres
+    return compute_metrics(aligned, gt, mask)
+
+
+def validate(predict: Callable[[np.ndarray], np.ndarray], samples: Sequence[Sample], min_depth: float,
+             max_depth: float) -> dict:
+    """Mean per-frame metrics of ``predict`` (uint8 RGB -> disparity) over ``samples``; 'frames' = count."""
+    rows = [score_disparity(predict(s.rgb), s.depth, min_depth, max_depth) for s in samples]
+    rows = [r for r in rows if r]
+    if not rows:
+        return {"frames": 0}
+    means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    means["frames"] = len(rows)
+    return means
+
+
+__all__ = ["score_disparity", "spread", "validate"]
