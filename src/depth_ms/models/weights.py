@@ -1,13 +1,22 @@
-"""Where model weights live on disk: one directory, never a model hub.
+"""Where model weights live on disk: one directory, never a model hub, plus the models the package ships.
 
-``$DEPTH_MS_WEIGHTS`` (default ``~/.cache/depth_ms/weights``) holds one entry per model, named as
-the official release is (the README lists them). Nothing here downloads anything.
+Resolution order for a model: an explicit path; else its official release in ``$DEPTH_MS_WEIGHTS``
+(default ``~/.cache/depth_ms/weights``), named as the release is (the README lists them); else the model
+the package trained on its own simulator and ships in ``depth_ms/models/shipped/`` (``config/training``
+and ``scripts/retrain.sh`` reproduce it). Nothing here downloads anything.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from .base import EstimatorError
+
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
+# model -> file or folder name in SHIPPED_DIR (trained by the package on simulator flights)
+SHIPPED_NAMES = {
+    "midas": "fast_depth_sim.safetensors",
+}
 
 # model -> file or folder name inside the weights directory (the official release names)
 DEFAULT_NAMES = {
@@ -42,3 +51,38 @@ def require(path: str, what: str) -> str:
                              f"there, or set DEPTH_MS_WEIGHTS / the estimator's weights option; see README, "
                              f"'Model weights')")
     return path
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A weights path and where it came from: 'explicit', 'official' or 'shipped'."""
+
+    path: str
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.source}: {self.path}"
+
+
+def shipped(model: str) -> str:
+    """Path of the model the package ships for ``model`` ("" when it ships none)."""
+    name = SHIPPED_NAMES.get(model)
+    return os.path.join(SHIPPED_DIR, name) if name else ""
+
+
+def locate(path: str, model: str, what: str) -> ResolvedWeights:
+    """The weights to load: ``path`` if given, else the official release, else the shipped model.
+
+    EstimatorError names every place looked at when none exists.
+    """
+    if path:
+        return ResolvedWeights(require(os.path.expanduser(path), what), "explicit")
+    official = resolve("", model)
+    if os.path.exists(official):
+        return ResolvedWeights(official, "official")
+    own = shipped(model)
+    if own and os.path.exists(own):
+        return ResolvedWeights(own, "shipped")
+    raise EstimatorError(f"{what} not found: {official}" + (f" nor the shipped model {own}" if own else "")
+                         + " (no download at run time: put the official files there, or set DEPTH_MS_WEIGHTS / "
+                           "the estimator's weights option; see README, 'Model weights')")

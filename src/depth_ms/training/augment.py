@@ -96,10 +96,4 @@ def make_batch(samples: list[Sample], indices: np.ndarray, height: int, width: i
             mask.astype(np.float32))
 
 
-def eval_input(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W, 3) -> (1, 3, height, width) normalised, resized without augmentation."""
-    image = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    return normalise(image)[None]  # (1, 3, h, w)
-
-
-__all__ = ["AugmentConfig", "crop_and_scale", "eval_input", "jitter", "make_batch", "normalise", "step_rng"]
+__all__ = ["AugmentConfig", "crop_and_scale", "jitter", "make_batch", "normalise", "step_rng"]

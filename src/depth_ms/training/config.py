@@ -100,7 +100,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    val_size: tuple[int, int] = (256, 192)  # (width, height) the held-out frames are run at
+    val_resolution: int = 256  # held-out frames run through the midas estimator's transform at this size
     output: str = "runs/train"  # run folder (checkpoints, log.csv, plot.png); relative to the working dir
 
     def validate(self) -> None:
@@ -114,8 +114,8 @@ class TrainConfig:
         for crop in self.crops:
             if crop.width % 32 or crop.height % 32 or crop.width < 32 or crop.height < 32:
                 raise ConfigError(f"crops: sides must be multiples of 32, got {crop.width}x{crop.height}")
-        if self.val_size[0] % 32 or self.val_size[1] % 32:
-            raise ConfigError(f"val_size: sides must be multiples of 32, got {list(self.val_size)}")
+        if self.val_resolution < 32:
+            raise ConfigError(f"val_resolution: expected >= 32, got {self.val_resolution}")
 
     def crop_at(self, step: int) -> CropStage:
         """The crop stage in force at ``step``."""

@@ -17,9 +17,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from depth_ms.core.config import from_dict
+from depth_ms.models.midas import preprocess as pp
+from depth_ms.models.midas.estimator import FastDepthOptions, build_preprocessing
 
 from . import checkpoints as ckpt
-from .augment import eval_input, make_batch, step_rng
+from .augment import make_batch, step_rng
 from .config import TrainConfig
 from .progress_log import ProgressLog
 from .samples import SampleSet
@@ -77,6 +79,7 @@ class FastDepthTrainer:
         self.arch = from_dict(FastDepthArch, {k: tuple(v) if isinstance(v, list) else v
                                               for k, v in dict(config.arch).items()}, "arch")
         self.metadata = arch_metadata(self.arch)
+        self.preprocessing = build_preprocessing("midas", FastDepthOptions(resolution=config.val_resolution))
         self.net = FastDepthNet(self.arch, seed=config.seed)
         self.net.set_train(True)
         params = self.net.trainable_params()
@@ -163,14 +166,15 @@ class FastDepthTrainer:
         return float(loss.asnumpy())
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """Disparity (h, w) of one uint8 frame at ``val_size`` with running BatchNorm statistics."""
-        width, height = self.config.val_size
+        """Disparity (H, W) of one uint8 frame through the estimator's own pre- and post-processing
+        (``val_resolution``), with running BatchNorm statistics."""
+        x = pp.preprocess(rgb, self.preprocessing)  # (1, 3, h, w)
         self.net.set_train(False)
         try:
-            out = self.net(self.ms.Tensor(eval_input(rgb, height, width)))  # (1, h, w)
+            out = self.net(self.ms.Tensor(x)).asnumpy()[0]  # (h, w)
         finally:
             self.net.set_train(True)
-        return out.asnumpy()[0]
+        return pp.upsample_prediction(out, rgb.shape[0], rgb.shape[1], self.preprocessing.upsample)  # (H, W)
 
     def validate(self) -> dict:
         d = self.config.data
@@ -189,6 +193,8 @@ class FastDepthTrainer:
                 raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.output / 'checkpoints'}")
             self.load(found[1])
             self.say(f"resumed from {found[1]} at step {self.step}")
+        if lead:
+            self.output.mkdir(parents=True, exist_ok=True)
         log = ProgressLog(self.output / "log.csv", self.step if resume else None) if lead else None
         replicas = replica_log.open("a" if resume else "w") if replica_log else None
         from tqdm import tqdm

@@ -98,6 +98,13 @@ def check_state_keys(found: Mapping[str, tuple], expected: Mapping[str, tuple], 
     variant = detect_variant(found)
     if variant != SMALL:
         raise EstimatorError(f"{source} is not MiDaS v2.1 small ({SMALL}) weights: it looks like {variant}")
+    problems = state_problems(found, expected)
+    if problems:
+        raise EstimatorError(f"MiDaS small weights {source} do not match the network: " + "; ".join(problems))
+
+
+def state_problems(found: Mapping[str, tuple], expected: Mapping[str, tuple]) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of a state dict, each summarised ([] = it fits)."""
     missing = expected.keys() - found.keys()
     unexpected = found.keys() - expected.keys()
     wrong = [f"{k} {found[k]} (expected {tuple(expected[k])})" for k in expected.keys() & found.keys()
@@ -109,8 +116,7 @@ def check_state_keys(found: Mapping[str, tuple], expected: Mapping[str, tuple], 
         problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches: {_listing(wrong, 3)}")
-    if problems:
-        raise EstimatorError(f"MiDaS small weights {source} do not match the network: " + "; ".join(problems))
+    return problems
 
 
 def unwrap_state_dict(obj, source: str) -> dict:

@@ -68,8 +68,9 @@ class RelativeDepthEstimator:
     needs_ground_truth = False
 
     def __init__(self, name: str, run: Callable[[np.ndarray], np.ndarray], prep: pp.Preprocessing,
-                 graph: bool = False) -> None:
+                 graph: bool = False, weights: str = "") -> None:
         self.name = name
+        self.weights = weights  # which weights run ("official: <path>", "shipped: <path>", ...)
         self.run = run
         self.prep = prep
         self.graph = graph
@@ -107,29 +108,36 @@ def _create_hf(model: str, options: dict, device: str, mode: str) -> RelativeDep
     folder = weight_files.resolve(opts.weights, model)
     loaded = hf_models.load(folder, model, device=device, mode=mode)
     prep = build_preprocessing(model, opts, hf_models.processor_config(folder), loaded.stride)
-    return RelativeDepthEstimator(model, loaded.run, prep, loaded.graph)
+    source = "explicit" if opts.weights else "official"
+    return RelativeDepthEstimator(model, loaded.run, prep, loaded.graph, f"{source}: {folder}")
 
 
 def create_midas_small(options: dict, device: str = "cpu", mode: str = "pynative") -> RelativeDepthEstimator:
-    """MiDaS v2.1 small (midas_v21_small_256 as .safetensors) with the official MiDaS transform."""
+    """MiDaS v2.1 small (midas_v21_small_256 as .safetensors) with the official MiDaS transform.
+
+    Without an explicit file or the official release, the package's own sim-trained fast depth network
+    (same transform and output convention) runs; the file's metadata says which architecture it holds.
+    """
     opts = _options(options)
-    path = weight_files.require(weight_files.resolve(opts.weights, "midas"), "MiDaS v2.1 small weights")
+    found = weight_files.locate(opts.weights, "midas", "MiDaS v2.1 small weights")
     from depth_ms.models import mindspore_device
 
     mindspore_device.keep_torch_out()
     mindspore_device.configure(device)
     import mindspore as ms
 
-    from .small_net import load_midas_small
+    from .fast_net import load_relative_net
 
-    net = load_midas_small(path)
+    net = load_relative_net(found.path)
     net.set_train(False)
     forward = ms.jit(net.construct) if mode == "graph" else net
 
     def run(x: np.ndarray) -> np.ndarray:
         return forward(ms.Tensor(x)).asnumpy()[0]  # (h, w)
 
-    return RelativeDepthEstimator("midas", run, build_preprocessing("midas", opts), mode == "graph")
+    estimator = RelativeDepthEstimator("midas", run, build_preprocessing("midas", opts), mode == "graph")
+    estimator.weights = found.describe()
+    return estimator
 
 
 def create_dpt_hybrid(options: dict, device: str = "cpu", mode: str = "pynative") -> RelativeDepthEstimator:

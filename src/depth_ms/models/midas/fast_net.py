@@ -202,4 +202,49 @@ def arch_from_metadata(metadata: dict | None, source: str) -> FastDepthArch | No
     return arch
 
 
-__all__ = ["FastDepthArch", "FastDepthNet", "arch_metadata", "arch_from_metadata", "ARCH_METADATA_KEY"]
+def load_state(net: FastDepthNet, tensors: dict[str, np.ndarray], source: str, native: bool = True) -> FastDepthNet:
+    """Copy ``tensors`` into ``net`` and prepare it for inference; EstimatorError on any key or shape mismatch."""
+    import mindspore as ms
+
+    from .convert import state_problems
+
+    params = dict(net.parameters_and_names())
+    problems = state_problems({k: tuple(v.shape) for k, v in tensors.items()},
+                              {k: tuple(p.shape) for k, p in params.items()})
+    if problems:
+        raise EstimatorError(f"fast depth weights {source} do not match their recorded architecture: "
+                             + "; ".join(problems))
+    for name, param in params.items():
+        param.set_data(ms.Tensor(np.ascontiguousarray(tensors[name], np.float32)))
+    net.prepare_inference(native)
+    return net
+
+
+def load_relative_net(path: str, native: bool = True) -> nn.Cell:
+    """The network in a MiDaS-family ``.safetensors`` file, ready for inference.
+
+    A file whose metadata records a FastDepthArch (the package's own trained models) builds that network;
+    any other file is taken as the official MiDaS v2.1 small state dict.
+    """
+    from depth_ms.models import weights
+
+    weights.require(path, "MiDaS v2.1 small weights")
+    from safetensors import safe_open
+
+    from .small_net import MidasSmall
+    from .small_net import load_state as load_midas_state
+
+    try:
+        with safe_open(path, "numpy") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as e:  # noqa: BLE001 (any parse failure is a bad file)
+        raise EstimatorError(f"cannot read MiDaS small weights {path}: {e}") from e
+    arch = arch_from_metadata(metadata, path)
+    if arch is None:
+        return load_midas_state(MidasSmall(), tensors, path, native)
+    return load_state(FastDepthNet(arch), tensors, path, native)
+
+
+__all__ = ["FastDepthArch", "FastDepthNet", "arch_metadata", "arch_from_metadata", "load_relative_net", "load_state",
+           "ARCH_METADATA_KEY"]
