@@ -31,21 +31,22 @@ class Sample:
 
 
 def problem_of(rgb: Optional[np.ndarray], depth: Optional[np.ndarray], min_depth: float, max_depth: float,
-               min_valid: float) -> Optional[str]:
-    """Why (``rgb``, ``depth``) cannot be trained on, or None when it can."""
+               min_valid: float) -> Optional[tuple[str, str]]:
+    """(reason, detail) when (``rgb``, ``depth``) cannot be trained on, None when it can."""
     if rgb is None or depth is None:
-        return "missing RGB or ground truth"
+        return "missing RGB or ground truth", ""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        return f"RGB is not uint8 (H, W, 3): {rgb.dtype} {rgb.shape}"
+        return "bad RGB", f"not uint8 (H, W, 3): {rgb.dtype} {rgb.shape}"
     if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
-        return f"size mismatch: RGB {rgb.shape[1]}x{rgb.shape[0]}, ground truth {depth.shape[::-1]}"
+        return "size mismatch", f"RGB {rgb.shape[1]}x{rgb.shape[0]}, ground truth {depth.shape[::-1]}"
     if min(depth.shape) < 8:
-        return f"image too small: {depth.shape[1]}x{depth.shape[0]}"
+        return "image too small", f"{depth.shape[1]}x{depth.shape[0]}"
     with np.errstate(invalid="ignore"):
         valid = np.count_nonzero((depth > min_depth) & (depth < max_depth))
+    if valid == 0:
+        return "empty or NaN ground truth", ""
     if valid < min_valid * depth.size:
-        return "empty or NaN ground truth" if valid == 0 else \
-            f"too little valid ground truth ({valid / depth.size:.1%} < {min_valid:.0%})"
+        return "too little valid ground truth", f"{valid / depth.size:.1%} < {min_valid:.0%}"
     return None
 
 
@@ -76,9 +77,9 @@ class SampleSet:
 
     def add(self, rgb: Optional[np.ndarray], depth: Optional[np.ndarray], sequence: str = "", index: int = 0) -> bool:
         """Keep the sample if it is usable (returns True), else count why not."""
-        reason = problem_of(rgb, depth, self.min_depth, self.max_depth, self.min_valid)
-        if reason is not None:
-            self.skipped[reason.split(":")[0].split(" (")[0]] += 1
+        problem = problem_of(rgb, depth, self.min_depth, self.max_depth, self.min_valid)
+        if problem is not None:
+            self.skipped[problem[0]] += 1
             return False
         depth = depth.astype(np.float32, copy=True)
         with np.errstate(invalid="ignore"):

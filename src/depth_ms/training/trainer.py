@@ -211,7 +211,7 @@ class FastDepthTrainer:
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss} at step {self.step}")
                 if replicas is not None:
-                    replicas.write(f"{self.step},{self.parameter_checksum():.10e}\n")
+                    replicas.write(f"{self.step},{self.parameter_checksum():.17g}\n")
                     replicas.flush()
                 if not lead:
                     continue

@@ -1,0 +1,146 @@
+"""Training in MindSpore on simulator frames (no ROS): the loss, a few steps, checkpoints the estimator loads,
+resume, and the shipped model's quality on held-out flights."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mindspore")
+
+from depth_ms.models import mindspore_device  # noqa: E402
+
+mindspore_device.configure("cpu")
+
+import mindspore as ms  # noqa: E402
+
+from depth_ms.core.types import Frame  # noqa: E402
+from depth_ms.models import registry  # noqa: E402
+from depth_ms.models import weights as weight_files  # noqa: E402
+from depth_ms.sim import DroneSimulator, load_sim_config  # noqa: E402
+from depth_ms.training.checkpoints import CheckpointError, latest_checkpoint  # noqa: E402
+from depth_ms.training.config import load_train_config  # noqa: E402
+from depth_ms.training.flights import load_flight_plan, plan_flights  # noqa: E402
+from depth_ms.training.losses import ScaleShiftInvariantLoss  # noqa: E402
+from depth_ms.training.samples import SampleSet  # noqa: E402
+from depth_ms.training.trainer import FastDepthTrainer  # noqa: E402
+from depth_ms.training.validation import score_disparity  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_ARCH = {"stem": 8, "widths": [16, 16, 24, 32], "blocks": [1, 0, 1, 0], "features": 16, "head": 8}
+
+
+@pytest.fixture(scope="module")
+def tiny_samples():
+    sim = DroneSimulator(load_sim_config({"width": 96, "height": 72, "rate_hz": 0.5}))
+    samples = SampleSet(store_long_side=96)
+    for i in range(8):
+        frame = sim.render(i)
+        samples.add(frame.rgb, frame.depth, "tiny", i)
+    return samples
+
+
+def _config(tmp_path, **changes):
+    config = {"arch": TINY_ARCH, "data": {"train": ["unused"], "val_frames": 3},
+              "crops": [{"from_step": 0, "width": 64, "height": 64}],
+              "optim": {"steps": 6, "batch_size": 4, "lr": 3e-3, "min_lr": 1e-4, "warmup_steps": 1},
+              "schedule": {"log_every": 1, "val_every": 3, "checkpoint_every": 3, "keep_checkpoints": 3},
+              "val_resolution": 64, "output": str(tmp_path / "run")}
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    return load_train_config(config)
+
+
+def _loss(pred, depth, mask):
+    loss = ScaleShiftInvariantLoss()
+    return float(loss(ms.Tensor(pred), ms.Tensor(depth), ms.Tensor(mask)).asnumpy())
+
+
+def test_loss_ignores_scale_and_shift_and_punishes_structure():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 50, (2, 32, 40)).astype(np.float32)
+    mask = (rng.random((2, 32, 40)) > 0.2).astype(np.float32)
+    exact = _loss((3.0 / depth + 0.7).astype(np.float32), depth * mask, mask)
+    assert exact < 1e-3
+    assert _loss(rng.random((2, 32, 40)).astype(np.float32), depth * mask, mask) > 1.0
+    # the invalid pixels do not count, whatever the prediction says there
+    wild = np.where(mask > 0, 3.0 / depth + 0.7, 1e3).astype(np.float32)
+    assert _loss(wild, depth * mask, mask) == pytest.approx(exact, abs=1e-4)
+
+
+def test_training_lowers_the_loss_and_writes_a_checkpoint_the_estimator_loads(tmp_path, tiny_samples):
+    config = _config(tmp_path, optim={"steps": 30}, schedule={"val_every": 30, "checkpoint_every": 30})
+    trainer = FastDepthTrainer(config, tiny_samples, tiny_samples, progress=False, say=lambda _: None)
+    images, depth, mask = trainer.batch(0)
+
+    def fixed_batch_loss():
+        trainer.net.set_train(False)
+        try:
+            return _loss(trainer.net(ms.Tensor(images)).asnumpy(), depth, mask)
+        finally:
+            trainer.net.set_train(True)
+
+    before = fixed_batch_loss()
+    metrics = trainer.run()
+    assert fixed_batch_loss() < 0.8 * before
+    assert metrics["frames"] == 3 and 0 < metrics["abs_rel"] < 1
+    step, folder = latest_checkpoint(tmp_path / "run")
+    assert step == 30 and (folder / "config.yaml").is_file()
+    assert (tmp_path / "run" / "plot.png").is_file() and (tmp_path / "run" / "log.csv").is_file()
+
+    # the node's estimator loads the checkpoint as it is: BatchNorm folded, native kernels, graph mode
+    estimator = registry.create("midas", {"weights": str(folder / "model.safetensors"), "resolution": 64},
+                                mode="graph")
+    assert estimator.weights.startswith("explicit: ")
+    frame = tiny_samples.samples[5]
+    served = estimator.predict(Frame(rgb=frame.rgb, stamp=0.0)).depth
+    np.testing.assert_allclose(served, trainer.predict(frame.rgb), rtol=2e-3, atol=2e-3 * np.abs(served).max())
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_samples):
+    straight = FastDepthTrainer(_config(tmp_path), tiny_samples, tiny_samples, progress=False)
+    straight.run()
+    run = tmp_path / "run"
+    uninterrupted = (run / "log.csv").read_text()
+    shutil.rmtree(run / "checkpoints" / "step_000006")  # as if killed between steps 3 and 6
+    resumed = FastDepthTrainer(_config(tmp_path), tiny_samples, tiny_samples, progress=False)
+    resumed.run(resume=True)
+
+    def losses(text):
+        return [row.split(",")[2] for row in text.splitlines()[1:]]
+
+    assert len(losses(uninterrupted)) == 6
+    assert losses((run / "log.csv").read_text()) == losses(uninterrupted)
+    np.testing.assert_array_equal(resumed.model_tensors()["decoder.output_conv.2.weight"],
+                                  straight.model_tensors()["decoder.output_conv.2.weight"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path, tiny_samples):
+    FastDepthTrainer(_config(tmp_path, optim={"steps": 3}), tiny_samples, tiny_samples, progress=False).run()
+    other = _config(tmp_path, arch={**TINY_ARCH, "widths": [16, 16, 24, 48]})
+    with pytest.raises(CheckpointError, match="another architecture.*widths"):
+        FastDepthTrainer(other, tiny_samples, tiny_samples, progress=False).run(resume=True)
+
+
+def test_shipped_model_loads_without_any_weights_directory_and_scores_held_out_flights(tmp_path, monkeypatch):
+    """The quality regression bar: the shipped fast model on held-out flights of the plan, as the node runs it."""
+    monkeypatch.setenv("DEPTH_MS_WEIGHTS", str(tmp_path / "empty"))
+    estimator = registry.create("midas", {}, mode="graph")
+    assert estimator.weights == f"shipped: {weight_files.shipped('midas')}"
+    plan = load_flight_plan(ROOT / "config" / "training" / "flights.yaml")
+    scores = []
+    for flight in plan_flights(plan, "heldout")[:4]:
+        sim = DroneSimulator(load_sim_config({**_as_dict(flight.config), "width": 320, "height": 240}))
+        for index in (3, 17):
+            frame = sim.render(index)
+            pred = estimator.predict(Frame(rgb=frame.rgb, stamp=0.0)).depth
+            scores.append(score_disparity(pred, frame.depth, 0.2, 65.535))
+    abs_rel = np.mean([s["abs_rel"] for s in scores])
+    delta1 = np.mean([s["delta1"] for s in scores])
+    assert abs_rel < 0.09 and delta1 > 0.9, (abs_rel, delta1)
+
+
+def _as_dict(config):
+    from depth_ms.core.config import to_dict
+
+    return to_dict(config)

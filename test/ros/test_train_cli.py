@@ -1,0 +1,132 @@
+"""sim_flights and train as a user runs them: real bags, a real msrun launch with two workers, bad input."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rosbag
+import yaml
+
+from depth_ms.ros import conversions
+from depth_ms.ros.sim_flights import main as sim_flights
+from depth_ms.ros.sim_messages import DEPTH_TOPIC, RGB_TOPIC
+from depth_ms.ros.train import main as train
+
+pytest.importorskip("mindspore")
+
+PLAN = {"variation": {"sizes": [[96, 72]]},
+        "splits": {"train": {"flights": 2, "frames": 4, "rate_hz": 0.5, "seed": 11},
+                   "heldout": {"flights": 1, "frames": 3, "rate_hz": 0.5, "seed": 12}}}
+ARCH = {"stem": 8, "widths": [16, 16, 24, 32], "blocks": [1, 0, 1, 0], "features": 16, "head": 8}
+
+
+@pytest.fixture(scope="module")
+def flights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flights")
+    (folder / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+    assert sim_flights(["sim_flights", str(folder / "plan.yaml"), "-o", str(folder / "bags"), "--jobs", "2"]) == 0
+    return folder / "bags"
+
+
+def _config(folder: Path, flights: Path, **changes) -> Path:
+    config = {"arch": ARCH, "data": {"train": [str(flights / "train" / "*.bag")],
+                                     "val": [str(flights / "heldout" / "*.bag")]},
+              "crops": [{"from_step": 0, "width": 64, "height": 64}],
+              "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1},
+              "schedule": {"log_every": 1, "val_every": 4, "checkpoint_every": 2},
+              "val_resolution": 64, "output": str(folder / "run")}
+    config.update(changes)
+    path = folder / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _rgb_frames(bag_path: Path) -> list:
+    with rosbag.Bag(str(bag_path)) as bag:
+        return [conversions.image_to_rgb(msg) for _, msg, _ in bag.read_messages(RGB_TOPIC)]
+
+
+def test_sim_flights_writes_each_flight_once_and_the_same_frames_again(flights, tmp_path, capsys):
+    bags = sorted(p.relative_to(flights).as_posix() for p in flights.rglob("*.bag"))
+    assert bags == ["heldout/heldout_000.bag", "train/train_000.bag", "train/train_001.bag"]
+    with rosbag.Bag(str(flights / "train" / "train_000.bag")) as bag:
+        assert bag.get_message_count(DEPTH_TOPIC) == 4
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+    assert sim_flights(["sim_flights", str(tmp_path / "plan.yaml"), "-o", str(tmp_path / "again"), "--split", "train",
+                        "--jobs", "1"]) == 0
+    for a, b in zip(_rgb_frames(flights / "train" / "train_001.bag"), _rgb_frames(tmp_path / "again" / "train" /
+                                                                                 "train_001.bag")):
+        np.testing.assert_array_equal(a, b)
+    capsys.readouterr()
+    assert sim_flights(["sim_flights", str(tmp_path / "plan.yaml"), "-o", str(tmp_path / "again"), "--split", "train"]) == 0
+    assert "0 to render" in capsys.readouterr().out
+
+
+def test_train_cli_trains_validates_and_checkpoints(flights, tmp_path, capsys):
+    assert train(["train", str(_config(tmp_path, flights)), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "8 training samples from 2 sequences, 3 held-out; skipped: none" in out
+    assert "held-out abs_rel" in out
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
+    assert (run / "plot.png").is_file() and len((run / "log.csv").read_text().splitlines()) == 5
+
+
+def test_broken_and_missing_data_are_counted_not_fatal(flights, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "garbage.bag").write_bytes(b"not a bag at all")
+    rosbag.Bag(str(broken / "empty.bag"), "w").close()
+    with rosbag.Bag(str(flights / "train" / "train_000.bag")) as inp, \
+            rosbag.Bag(str(broken / "no_gt.bag"), "w") as out:
+        for topic, msg, t in inp.read_messages():
+            if topic != DEPTH_TOPIC:
+                out.write(topic, msg, t)
+    patterns = [str(flights / "train" / "train_001.bag"), str(broken / "*.bag")]
+    config = _config(tmp_path, flights, data={"train": patterns})
+    assert train(["train", str(config), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "4 training samples from 1 sequences" in out
+    assert "'unreadable or unusable bag': 3" in out
+    assert "no messages on the ground-truth topic" in out and "garbage.bag: cannot read the bag" in out
+
+
+@pytest.mark.parametrize("problem, message", [
+    ({"optim": {"stpes": 3}}, "unknown config key in 'optim': 'stpes'"),
+    ({"data": {"train": ["/nonexistent/*.bag"]}}, "no usable training samples"),
+])
+def test_bad_config_or_no_data_is_a_clear_error(flights, tmp_path, capsys, problem, message):
+    assert train(["train", str(_config(tmp_path, flights, **problem)), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_with_another_architecture_names_it(flights, tmp_path, capsys):
+    assert train(["train", str(_config(tmp_path, flights)), "--no-progress"]) == 0
+    other = _config(tmp_path, flights, arch={**ARCH, "features": 32})
+    assert train(["train", str(other), "--no-progress", "--resume"]) == 2
+    assert "holds another architecture" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_msrun_two_workers_keep_replicas_identical(flights, tmp_path):
+    config = _config(tmp_path, flights, optim={"steps": 5, "batch_size": 2, "warmup_steps": 1})
+    # msrun runs the command with the `python` found on PATH: the venv's must come first
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    command = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={_free_port()}",
+               f"--log_dir={tmp_path / 'logs'}", "--join=True", "python", "-m", "depth_ms.ros.train",
+               str(config), "--no-progress", "--replica-log", str(tmp_path / "replicas")]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (tmp_path / "logs" / "worker_0.log").read_text()[-3000:]
+    ranks = [np.loadtxt(tmp_path / f"replicas.rank{r}", delimiter=",") for r in (0, 1)]
+    assert ranks[0].shape == (5, 2)
+    np.testing.assert_array_equal(ranks[0], ranks[1])  # same parameters after every step
+    assert len(np.unique(ranks[0][:, 1])) == 5  # and they did change each step
+    assert (tmp_path / "run" / "checkpoints" / "step_000004").is_dir()
