@@ -15,4 +15,5 @@ setup(**generate_distutils_setup(
         "depth_ms.training",
     ],
     package_dir={"": "src"},
+    package_data={"depth_ms.models": ["shipped/*.safetensors", "shipped/*/*", "shipped/*/*/*"]},
 ))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: set up if needed, then the embedded drone simulator + depth node, headless.
 # Extra arguments go to roslaunch, e.g.  scripts/demo.sh rviz:=true   or   scripts/demo.sh model:=midas
-# Without the model's weights on disk (nothing is ever downloaded) it says so and runs model:=oracle.
+# Without the model's weights (nothing is ever downloaded) it says so and runs the shipped fast model
+# (model:=midas), or the oracle when even that is missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
@@ -15,11 +16,18 @@ for arg in "$@"; do
     *) args+=("$arg") ;;
   esac
 done
+has_weights() {  # $1 = model, $2 = explicit path or "": prints the weights it would run, fails when none
+  python -m depth_ms.models.weights "$1" "$2"
+}
 if [ "$model" != oracle ]; then
-  path="$(python -c 'import sys; from depth_ms.models import weights; print(weights.resolve(sys.argv[1], sys.argv[2]))' \
-          "$weights" "$model")"
-  if [ ! -e "$path" ]; then
-    echo "[demo] no weights for model '$model' at $path (README, 'Model weights': nothing is downloaded)."
+  if found="$(has_weights "$model" "$weights")"; then
+    echo "[demo] model '$model' runs $found"
+  elif [ -z "$weights" ] && found="$(has_weights midas "")"; then
+    echo "[demo] no weights for model '$model' (README, 'Model weights': nothing is downloaded)."
+    echo "[demo] running model:=midas instead, with $found"
+    model=midas
+  else
+    echo "[demo] $found"
     echo "[demo] running model:=oracle (the simulator's ground truth) instead."
     model=oracle
   fi

@@ -182,3 +182,16 @@ def test_evaluation_never_imports_ros_or_models():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={"PYTHONPATH": "src", "PATH": "/usr/bin:/bin"}, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_temporal_metrics_see_scale_drift_that_per_frame_alignment_hides(tmp_path, frames):
+    """Affine depth whose scale drifts 10 % per frame: per-frame scores are perfect, TAE and flicker are not."""
+    drift = iter(1.0 + 0.1 * np.arange(8))
+    records = _records(frames, lambda gt: gt * next(drift), kind=DepthKind.AFFINE_DEPTH)
+    s = _label(tmp_path, records, scoring={"alignment": "depth", "scope": "frame"}).summary
+    assert s["metrics"]["abs_rel"] < 1e-5  # each frame alone is the ground truth up to scale
+    steady = _label(tmp_path / "steady", _records(frames, lambda gt: gt * 1.3, kind=DepthKind.AFFINE_DEPTH),
+                    scoring={"alignment": "depth", "scope": "frame"}).summary
+    assert steady["temporal"]["flicker"] < 1e-3 and steady["temporal"]["tae"] < 3.0
+    assert s["temporal"]["flicker"] > 3.0 and s["temporal"]["tae"] > steady["temporal"]["tae"] + 3.0
+    assert "flight" in s["alignment_per_sequence"]

@@ -7,6 +7,7 @@ summary.json and the reports, also when the source fails half-way or the user in
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -57,6 +58,12 @@ class LabelResult:
         return bool(self.summary["complete"])
 
 
+def needs_sequence_fit(config: LabellerConfig) -> bool:
+    """True when a first pass fits one alignment per sequence: for scope sequence, and for the temporal
+    metrics (which always compare frames under one alignment per sequence) unless alignment is none."""
+    return config.scoring.alignment != "none"
+
+
 class Labeller:
     """Scores a FrameSource into ``output_dir`` (see the module docstring)."""
 
@@ -71,12 +78,22 @@ class Labeller:
     def _bar(self, iterable, total: Optional[int], desc: str):
         return tqdm(iterable, total=total, desc=desc, unit="frame", disable=not self.progress, dynamic_ncols=True)
 
-    def fit_sequences(self, source: FrameSource) -> dict[str, tuple[float, float]]:
-        """First pass of per-sequence alignment: one least-squares fit per sequence."""
+    def fit_sequences(self, source: FrameSource, notes: Optional[list[str]] = None) -> dict[str, tuple[float, float]]:
+        """First pass of per-sequence alignment: one least-squares fit per sequence.
+
+        A source that fails half-way keeps the fits of the frames read before (noted in ``notes``).
+        """
         scorer = FrameScorer(self.config)
         fits: dict[str, LinearFit] = defaultdict(LinearFit)
-        for record in self._bar(source.records(), source.expected_frames, "fit"):
-            scorer.add_to_fit(record, fits[record.sequence])
+        read = 0
+        try:
+            for record in self._bar(source.records(), source.expected_frames, "fit"):
+                scorer.add_to_fit(record, fits[record.sequence])
+                read += 1
+        except Exception as exc:  # noqa: BLE001 - the scoring pass reports the failure again, with what it kept
+            if notes is not None:
+                notes.append(f"the per-sequence alignment pass stopped after {read} frames ({type(exc).__name__}: "
+                             f"{exc}); sequences are aligned on those frames")
         return {sequence: fit.solve() for sequence, fit in fits.items()}
 
     def run(self, source: FrameSource) -> LabelResult:
@@ -98,8 +115,8 @@ class Labeller:
         fits: dict[str, tuple[float, float]] = {}
         complete = True
         try:
-            if scoring.scope == "sequence" and scoring.alignment != "none":
-                fits = self.fit_sequences(source)
+            if needs_sequence_fit(self.config):
+                fits = self.fit_sequences(source, notes)
             for record in self._bar(source.records(), source.expected_frames, "score"):
                 tick = time.perf_counter()
                 try:
@@ -131,7 +148,7 @@ class Labeller:
             "complete": complete and not source.notes,
             "notes": notes,
             "pairing": dict(source.counts),
-            "alignment_per_sequence": {name: list(fit) for name, fit in fits.items()},
+            "alignment_per_sequence": {name: list(fit) for name, fit in fits.items() if math.isfinite(fit[0])},
             "run": {"inputs": self.info.inputs, "model": self.info.model,
                     "mode": "model" if self.config.runs_model else "recorded",
                     "alignment": scoring.alignment, "scope": scoring.scope, "command": self.info.command,

@@ -46,6 +46,9 @@ DEFINITIONS = [
     "intrinsics, moved into frame t+1 with the recorded poses, rounded to pixels, and compared (AbsRel) with "
     "frame t+1's prediction where its ground truth is valid; averaged with the reverse direction, ×100. "
     "Even the ground truth has a TAE above 0 (pixel rounding, occlusions): compare runs on the same bag.",
+    "TAE and flicker always compare predictions under one alignment per sequence (as `eval_tae.py` aligns a "
+    "whole sequence once in disparity), whatever the scope of the other metrics: a per-frame fit would hide "
+    "the frame-to-frame scale drift they measure.",
     "Flicker: mean |(p_t − p_{t−1}) − (g_t − g_{t−1})| / g_t over pixels whose ground truth changes by less "
     "than `temporal.static_threshold` between the two frames, ×100 (0 for the ground truth itself).",
     "Distance bins: near / mid / far by ground-truth depth (edges `scoring.distance_bins`); per-bin metrics "

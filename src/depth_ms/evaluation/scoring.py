@@ -76,7 +76,7 @@ class ScoredFrame:
 class _Previous:
     sequence: str
     stamp: float
-    aligned: np.ndarray
+    aligned: np.ndarray  # with the sequence's alignment (what the temporal metrics compare)
     gt: np.ndarray
     mask: np.ndarray  # scored pixels: valid GT with a finite prediction
     pose: Optional[np.ndarray]
@@ -143,7 +143,13 @@ class FrameScorer:
 
     # ------------------------------------------------------------------ scoring
     def score(self, record: FrameRecord, sequence_fit: Optional[tuple[float, float]] = None) -> ScoredFrame:
-        """Score ``record``; ``sequence_fit`` is the (scale, shift) of its sequence when scope is sequence."""
+        """Score ``record``; ``sequence_fit`` is the (scale, shift) of its whole sequence.
+
+        The spatial metrics use the per-frame fit (scope frame) or ``sequence_fit`` (scope sequence); the
+        temporal metrics (TAE, flicker) always use ``sequence_fit``, as Video Depth Anything's eval_tae.py
+        aligns a whole sequence once: a per-frame fit would remove exactly the frame-to-frame scale drift
+        they exist to measure. Without ``sequence_fit`` they fall back to the frame's own alignment.
+        """
         return self.score_async(record, sequence_fit).finish()
 
     def score_async(self, record: FrameRecord, sequence_fit: Optional[tuple[float, float]] = None) -> ScoredFrame:
@@ -175,8 +181,13 @@ class FrameScorer:
             scale, shift = fit.solve()
             if not math.isfinite(scale):
                 raise SkipFrame("no_alignment", f"no pixel to fit the {space} alignment (prediction <= 0?)")
-        aligned = apply_alignment(pred, apply_space, scale, shift, self.scoring.min_depth, self.scoring.max_depth)
-        tae_job = self._start_tae(record, aligned, mask)  # runs on the worker thread meanwhile
+        low, high = self.scoring.min_depth, self.scoring.max_depth
+        aligned = apply_alignment(pred, apply_space, scale, shift, low, high)  # (H, W) metres
+        temporal_aligned = aligned
+        if space != "none" and self.scoring.scope == "frame" and sequence_fit is not None \
+                and math.isfinite(sequence_fit[0]):
+            temporal_aligned = apply_alignment(pred, space, *sequence_fit, low, high)  # (H, W) one fit per sequence
+        tae_job = self._start_tae(record, temporal_aligned, mask)  # runs on the worker thread meanwhile
         pred_values = aligned[mask]  # (N,)
         bin_sums = binned_term_sums(pred_values, gt_values, self.scoring.distance_bins)  # (3, T)
         scored = ScoredFrame(record=record, aligned=aligned, mask=mask, space=space, scale=float(scale),
@@ -184,9 +195,9 @@ class FrameScorer:
                              bin_sums=bin_sums, n_valid_gt=n_valid_gt, coverage=n_scored / n_valid_gt,
                              resized_from=resized_from)
         self._histograms(scored, pred_values, gt_values)
-        self._flicker(scored)
+        self._flicker(scored, temporal_aligned)
         scored.tae_job = tae_job
-        self._previous = _Previous(record.sequence, record.stamp, aligned, record.gt, mask, record.pose)
+        self._previous = _Previous(record.sequence, record.stamp, temporal_aligned, record.gt, mask, record.pose)
         return scored
 
     def _histograms(self, scored: ScoredFrame, pred: np.ndarray, gt: np.ndarray) -> None:
@@ -222,12 +233,12 @@ class FrameScorer:
         return _worker().submit(temporal.tae_pair, previous.aligned, aligned, previous.mask, mask, intrinsics,
                                 previous.pose, record.pose)
 
-    def _flicker(self, scored: ScoredFrame) -> None:
+    def _flicker(self, scored: ScoredFrame, aligned: np.ndarray) -> None:
         previous = self._comparable_previous(scored.record)
         if previous is not None:
             cfg = self.config.temporal
             scored.flicker, scored.static_share = temporal.flicker(
-                previous.aligned, scored.aligned, previous.gt, scored.record.gt, previous.mask, scored.mask,
+                previous.aligned, aligned, previous.gt, scored.record.gt, previous.mask, scored.mask,
                 cfg.static_threshold, cfg.min_static_pixels)
 
 

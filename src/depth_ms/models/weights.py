@@ -86,3 +86,20 @@ def locate(path: str, model: str, what: str) -> ResolvedWeights:
     raise EstimatorError(f"{what} not found: {official}" + (f" nor the shipped model {own}" if own else "")
                          + " (no download at run time: put the official files there, or set DEPTH_MS_WEIGHTS / "
                            "the estimator's weights option; see README, 'Model weights')")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m depth_ms.models.weights MODEL [PATH]``: print which weights MODEL would run; 1 when none."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        print(locate(args[1] if len(args) > 1 else "", args[0], f"{args[0]} weights").describe())
+    except EstimatorError as exc:
+        print(exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

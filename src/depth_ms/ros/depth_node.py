@@ -194,7 +194,8 @@ class DepthNode:
         counters.model_sum += model_ms
         counters.overhead_sum += overhead_ms
         counters.latency_sum += latency_ms
-        info = DepthInfo(header=header, model=self.estimator.name, depth_kind=int(products.kind),
+        info = DepthInfo(header=header, model=self.estimator.name, weights=getattr(self.estimator, "weights", ""),
+                         depth_kind=int(products.kind),
                          scale=products.scale, shift=products.shift, denoising_steps=prediction.steps,
                          warm_start=prediction.warm_start, warm=prediction.warm,
                          model_latency_ms=model_ms, overhead_ms=overhead_ms, latency_ms=latency_ms,
@@ -266,5 +267,7 @@ def main() -> None:
         raise SystemExit(2) from None
     node = DepthNode(estimator, config)
     node.start()
-    rospy.loginfo(f"depth_node running model '{config.model}' ({estimator.kind.name})")
+    weights = getattr(estimator, "weights", "")
+    rospy.loginfo(f"depth_node running model '{config.model}' ({estimator.kind.name})"
+                  + (f" with {weights} weights" if weights else ""))
     rospy.spin()

@@ -25,7 +25,7 @@ from depth_ms.evaluation.allocator import keep_freed_memory
 from depth_ms.evaluation.compare import CompareError, compare_runs
 from depth_ms.evaluation.config import ALIGNMENTS, SCOPES, LabellerConfig, load_labeller_config
 from depth_ms.evaluation.export import DatasetExporter
-from depth_ms.evaluation.labeller import Labeller, LabelResult, RunInfo
+from depth_ms.evaluation.labeller import Labeller, LabelResult, RunInfo, needs_sequence_fit
 from depth_ms.evaluation.predict import ModelSource
 from depth_ms.evaluation.reports import first_line
 from depth_ms.models import registry
@@ -53,7 +53,7 @@ def label(bags: list[Path], config: LabellerConfig, output: Path, progress: bool
     try:
         if config.runs_model:
             estimator = registry.create(config.model, config.estimator, config.device, config.mode)
-            cache = scratch / "predictions" if config.scoring.scope == "sequence" else None
+            cache = scratch / "predictions" if needs_sequence_fit(config) else None  # two passes, one model run
             source = ModelSource(BagFrameSource(bags, config, "model", scratch), estimator,
                                  config.time_jump_tolerance, cache)
         else:

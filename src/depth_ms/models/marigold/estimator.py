@@ -43,9 +43,10 @@ class MarigoldEstimator:
 
     needs_ground_truth = False
 
-    def __init__(self, engine, name: str = "marigold") -> None:
+    def __init__(self, engine, name: str = "marigold", weights: str = "") -> None:
         self.engine = engine
         self.name = name
+        self.weights = weights  # which checkpoint runs ("official: <path>", ...)
         info = engine.parts.info
         self.kind = DepthKind.AFFINE_DISPARITY if info.prediction_type == "disparity" else DepthKind.AFFINE_DEPTH
         self.uses_pose = engine.options.warm_start == "renoise_warp"  # the node then looks up the camera TF
@@ -108,7 +109,7 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
         engine = MarigoldEngine(parts, engine_opts)
     except ValueError as exc:
         raise EstimatorError(f"estimator options: {exc}") from exc
-    return MarigoldEstimator(engine, name)
+    return MarigoldEstimator(engine, name, f"{'explicit' if opts.checkpoint else 'official'}: {checkpoint_path}")
 
 
 def compile_cache_path(base: str, checkpoint_path: str, tiny_path: str, engine_opts) -> str:

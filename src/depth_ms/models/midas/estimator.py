@@ -135,9 +135,7 @@ def create_midas_small(options: dict, device: str = "cpu", mode: str = "pynative
     def run(x: np.ndarray) -> np.ndarray:
         return forward(ms.Tensor(x)).asnumpy()[0]  # (h, w)
 
-    estimator = RelativeDepthEstimator("midas", run, build_preprocessing("midas", opts), mode == "graph")
-    estimator.weights = found.describe()
-    return estimator
+    return RelativeDepthEstimator("midas", run, build_preprocessing("midas", opts), mode == "graph", found.describe())
 
 
 def create_dpt_hybrid(options: dict, device: str = "cpu", mode: str = "pynative") -> RelativeDepthEstimator:
