@@ -1,4 +1,5 @@
 """The labeller core on simulator frames (no ROS): scores, outputs, bad input, comparison, config."""
+import csv
 import json
 import math
 import subprocess
@@ -195,3 +196,16 @@ def test_temporal_metrics_see_scale_drift_that_per_frame_alignment_hides(tmp_pat
     assert steady["temporal"]["flicker"] < 1e-3 and steady["temporal"]["tae"] < 3.0
     assert s["temporal"]["flicker"] > 3.0 and s["temporal"]["tae"] > steady["temporal"]["tae"] + 3.0
     assert "flight" in s["alignment_per_sequence"]
+
+
+def test_live_replay_drops_the_frames_a_busy_node_would_drop(tmp_path, frames):
+    """10 Hz frames, 250 ms per frame: the node takes frame 0, then the newest frame each time it frees."""
+    records = [replace(r, prediction=None) for r in _records(frames)]
+    source = ModelSource(ListSource(records), registry.create("oracle", {}), live_model_ms=250.0,
+                         cache_dir=tmp_path / "cache")
+    s = Labeller(_config(scoring={"alignment": "depth"}), tmp_path / "run", progress=False).run(source).summary
+    with (tmp_path / "run/per_frame.csv").open() as stream:
+        status = {int(row["index"]): row["status"] for row in csv.DictReader(stream)}
+    assert [i for i, value in sorted(status.items()) if value == "scored"] == [0, 2, 4, 7]  # 7: newest at 0.75 s
+    assert {i for i, value in status.items() if value == "dropped_live"} == {1, 3, 5, 6}
+    assert s["scored"] == 4 and s["pairing"]["frames_dropped_live"] == 4

@@ -117,6 +117,23 @@ class TemporalConfig:
 
 
 @dataclass
+class LiveConfig:
+    """Mode (b) as the live node runs: frames that arrive while the model is busy are dropped.
+
+    The node keeps only the newest image while it infers (latest-only slot), so a model slower than the
+    camera skips frames and a streaming estimator bridges longer gaps. With ``drop_frames`` the labeller
+    replays the bag on the stamps' clock the same way: a frame is processed when the model is free, the
+    newest frame that arrived meanwhile is next, the others are dropped (counted, not scored).
+    """
+
+    drop_frames: bool = False
+    model_ms: float = 0.0  # model time per frame on the stamps' clock; 0 = each frame's measured time
+
+    def validate(self) -> None:
+        _require(self.model_ms >= 0, "live.model_ms", f"must be >= 0, got {self.model_ms}")
+
+
+@dataclass
 class OutputsConfig:
     """What goes into the output folder besides per_frame.csv, summary.json and the reports."""
 
@@ -145,6 +162,7 @@ class LabellerConfig:
     pairing: PairingConfig = field(default_factory=PairingConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
 
     @property
@@ -158,7 +176,7 @@ class LabellerConfig:
         _require(self.mode in ("pynative", "graph"), "mode", f"must be pynative or graph, got '{self.mode}'")
         _require(self.time_jump_tolerance >= 0, "time_jump_tolerance",
                  f"must be >= 0, got {self.time_jump_tolerance}")
-        for part in (self.topics, self.frames, self.pairing, self.scoring, self.temporal, self.outputs):
+        for part in (self.topics, self.frames, self.pairing, self.scoring, self.temporal, self.live, self.outputs):
             part.validate()
 
 

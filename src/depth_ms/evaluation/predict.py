@@ -8,6 +8,7 @@ on later passes (per-sequence alignment reads the stream twice; the model runs o
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,19 +25,28 @@ if TYPE_CHECKING:  # the protocol only; evaluation never imports a model at run 
     from depth_ms.models.base import DepthEstimator
 
 
+DROPPED_LIVE = Skip("dropped_live", "the live node would have been busy with an earlier frame")
+
+
 class ModelSource:
     """A FrameSource that adds the estimator's prediction to every record of ``base``."""
 
     def __init__(self, base: FrameSource, estimator: "DepthEstimator", time_jump_tolerance: float = 0.5,
-                 cache_dir: Optional[Path] = None) -> None:
+                 cache_dir: Optional[Path] = None, live_model_ms: Optional[float] = None) -> None:
+        """``live_model_ms``: None runs every frame; else frames are dropped as the live node would, with this
+        model time per frame on the stamps' clock (0 = each frame's measured time); see LiveConfig."""
         self.base = base
         self.estimator = estimator
         self.time_jump_tolerance = time_jump_tolerance
+        self.live_model_ms = live_model_ms
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._cached: dict[str, tuple[int, float, float, float]] = {}  # stem -> (kind, scale, shift, ms)
         self._passes = 0
+        self._last_model_ms = math.nan  # model time of the frame _predict ran last (live replay schedules by it)
         self.warm_up_s: Optional[float] = None
         self.resets = 0
+        self.dropped = 0  # frames the live replay dropped
+        self._dropped_stems: set[str] = set()
 
     @property
     def expected_frames(self) -> Optional[int]:
@@ -48,18 +58,67 @@ class ModelSource:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {**self.base.counts, "model_resets": self.resets}
+        counts = {**self.base.counts, "model_resets": self.resets}
+        if self.live_model_ms is not None:
+            counts["frames_dropped_live"] = self.dropped
+        return counts
 
     def records(self) -> Iterator[FrameRecord]:
         replay = self._passes > 0 and self.cache_dir is not None
         self._passes += 1
         records = self.base.records()
-        return self._replay(records) if replay else self._predict(records)
+        if replay:
+            return self._replay(records)
+        if self.live_model_ms is not None:
+            return self._predict(self._as_live(records))
+        return self._predict(records)
+
+    def _as_live(self, records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
+        """The records in order, those the live node would drop marked ``dropped_live``.
+
+        The model is busy from a frame's start until start + its model time (on the stamps' clock); the
+        newest frame that arrived meanwhile starts when it frees, the older ones are dropped. Model times
+        are read from the records :meth:`_predict` has already run (it runs each one before asking for
+        the next), so the schedule follows the measured times.
+        """
+        busy_until, held = -math.inf, None
+        sequence = None
+        for record in records:
+            if record.rgb is None:
+                yield record
+                continue
+            if record.sequence != sequence:  # a new bag: the node would start idle
+                if held is not None:
+                    busy_until = yield from self._start(held, busy_until)
+                sequence, busy_until, held = record.sequence, -math.inf, None
+            if held is not None and busy_until <= record.stamp:  # the model freed before this frame came
+                busy_until = yield from self._start(held, busy_until)
+                held = None
+            if record.stamp >= busy_until:
+                busy_until = yield from self._start(record, record.stamp)
+                continue
+            if held is not None:
+                yield self._drop(held)
+            held = record
+        if held is not None:
+            yield from self._start(held, busy_until)
+
+    def _drop(self, record: FrameRecord) -> FrameRecord:
+        self.dropped += 1
+        self._dropped_stems.add(frame_stem(record.sequence, record.index))
+        return replace(record, skip=DROPPED_LIVE)
+
+    def _start(self, record: FrameRecord, start: float):
+        """Hand ``record`` to the model at ``start``; returns when it frees (after _predict ran it)."""
+        yield record
+        model_ms = self.live_model_ms or (self._last_model_ms if math.isfinite(self._last_model_ms) else 0.0)
+        return start + model_ms / 1e3
 
     def _predict(self, records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
         last: Optional[tuple[str, float, tuple[int, ...]]] = None
         for record in records:
-            if record.rgb is None:
+            self._last_model_ms = math.nan
+            if record.rgb is None or record.skip is DROPPED_LIVE:
                 yield record
                 continue
             key = (record.sequence, record.stamp, record.rgb.shape)
@@ -80,6 +139,7 @@ class ModelSource:
                 continue
             record = replace(record, prediction=prediction, model=self.estimator.name,
                              model_ms=(time.perf_counter() - start) * 1e3)
+            self._last_model_ms = record.model_ms
             self._store(record)
             yield record
 
@@ -95,7 +155,9 @@ class ModelSource:
     def _replay(self, records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
         for record in records:
             stem = frame_stem(record.sequence, record.index)
-            if stem in self._cached:
+            if stem in self._dropped_stems:
+                record = replace(record, skip=DROPPED_LIVE)
+            elif stem in self._cached:
                 kind, scale, shift, model_ms = self._cached[stem]
                 prediction = DepthPrediction(np.load(self.cache_dir / f"{stem}.npy"), DepthKind(kind), scale, shift)
                 record = replace(record, prediction=prediction, model=self.estimator.name, model_ms=model_ms)

@@ -54,8 +54,9 @@ def label(bags: list[Path], config: LabellerConfig, output: Path, progress: bool
         if config.runs_model:
             estimator = registry.create(config.model, config.estimator, config.device, config.mode)
             cache = scratch / "predictions" if needs_sequence_fit(config) else None  # two passes, one model run
+            live = config.live.model_ms if config.live.drop_frames else None
             source = ModelSource(BagFrameSource(bags, config, "model", scratch), estimator,
-                                 config.time_jump_tolerance, cache)
+                                 config.time_jump_tolerance, cache, live)
         else:
             source = BagFrameSource(bags, config, "recorded", scratch)
         sinks = [OutputBagWriter(output / "labels.bag", config.outputs.error_range)] if config.outputs.bag else []
@@ -101,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", action="store_true", help="also export RGB + GT pairs to <output>/dataset")
     parser.add_argument("--export-only", action="store_true", help="only export RGB + GT pairs (no scoring)")
     parser.add_argument("--no-labels", action="store_true", help="skip the per-frame PNG/npy label files")
+    parser.add_argument("--live", action="store_true",
+                        help="mode (b): drop the frames the live node would drop at the model's speed (live.*)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
@@ -119,6 +122,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         scoring["alignment"] = args.alignment
     if args.scope:
         scoring["scope"] = args.scope
+    if args.live:
+        overrides.setdefault("live", {})["drop_frames"] = True
     outputs = overrides.setdefault("outputs", {})
     if args.output_bag:
         outputs["bag"] = True
