@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--replica-log", help="write step,parameter-checksum per step to this file + rank")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "ascend"),
+                        help="MindSpore device (under msrun each worker takes the device of its local rank)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(rospy.myargv(argv if argv is not None else sys.argv)[1:])
     try:
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from depth_ms.models import mindspore_device
 
-    mindspore_device.configure("cpu")
+    device_id = os.environ.get("DEVICE_ID") if args.device != "cpu" else None  # msrun: the local rank
+    mindspore_device.configure(args.device, device_id=int(device_id) if device_id else None)
     from depth_ms.training.trainer import FastDepthTrainer, Workers
 
     workers = Workers.from_environment()
