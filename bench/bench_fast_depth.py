@@ -7,8 +7,12 @@ Timed: one full frame (preprocess, network, upsample to the input size) per call
 calls per size (the first includes graph compilation; a node streams, so steady state is what counts). The table gives frames/s from the median and from the
 best timed call (the best is the less noisy figure on a shared machine).
 
-    .venv/bin/python bench/bench_fast_depth.py --models midas dpt_hybrid depth_anything_v2_small dpt_large \
-        --sizes 256x256 848x480 --repeats 5 --modes graph pynative torch
+    .venv/bin/python bench/bench_fast_depth.py --models midas_shipped midas dpt_hybrid depth_anything_v2_small \
+        dpt_large --sizes 320x240 256x256 848x480 --repeats 5 --modes graph pynative torch
+
+``midas_shipped`` is the package's own sim-trained fast depth network as ``model:=midas`` runs it when no
+official file is installed (MindSpore only: it has no PyTorch implementation); the MiDaS small rows beside it
+are the like-for-like reference at the same input sizes.
 
 MiDaS small: ours is the full estimator on random weights (``build_midas_small``); the PyTorch reference is
 the official code (``MidasNet_small`` on gen-efficientnet's ``tf_efficientnet_lite3``, exportable) from the
@@ -29,8 +33,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
-MODELS = ("midas", "dpt_hybrid", "depth_anything_v2_small", "dpt_large")
+MODELS = ("midas_shipped", "midas", "dpt_hybrid", "depth_anything_v2_small", "dpt_large")
 RESOLUTION = {"midas": 256, "dpt_hybrid": 384, "dpt_large": 384, "depth_anything_v2_small": 518}
+NO_FOLDER = ("midas", "midas_shipped")  # weights made by the worker itself, or shipped with the package
 
 
 def real_config(model: str):
@@ -96,6 +101,10 @@ def mindspore_runner(model: str, folder: str, mode: str):
 
         folder = os.path.join(os.getcwd(), "midas_v21_small_256_random.safetensors")
         save_file({name: p.asnumpy() for name, p in state_names(build_midas_small()).items()}, folder)
+    if model == "midas_shipped":
+        from depth_ms.models import weights
+
+        model, folder = "midas", weights.shipped("midas")
     est = registry.create(model, {"weights": folder}, device="cpu", mode=mode)
     if mode == "graph" and not getattr(est, "graph", False):
         raise RuntimeError("runs PyNative only (mindone's Dinov2 does not compile)")
@@ -106,6 +115,8 @@ def torch_runner(model: str, folder: str, midas_repo: str):
     import torch
 
     torch.set_num_threads(2)
+    if model == "midas_shipped":
+        raise RuntimeError("no PyTorch implementation (the package's own network): see the midas rows")
 
     if model == "midas":  # the official code (fetched mirrors, exported to a temporary folder), random weights
         import tempfile
@@ -252,7 +263,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(args.sizes) + "---|---|", flush=True)
     for model in args.models:
         folder = ""
-        if model != "midas":
+        if model not in NO_FOLDER:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--write-folder", model, "--workdir",
                                   args.workdir], capture_output=True, text=True, env=env, check=True)

@@ -45,7 +45,7 @@ def _config(tmp_path, **changes):
               "crops": [{"from_step": 0, "width": 64, "height": 64}],
               "optim": {"steps": 6, "batch_size": 4, "lr": 3e-3, "min_lr": 1e-4, "warmup_steps": 1},
               "schedule": {"log_every": 1, "val_every": 3, "checkpoint_every": 3, "keep_checkpoints": 3},
-              "val_resolution": 64, "output": str(tmp_path / "run")}
+              "resolution": 64, "output": str(tmp_path / "run")}
     for key, value in changes.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) else value
     return load_train_config(config)
@@ -93,8 +93,12 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint_the_estimator_loads(tm
                                 mode="graph")
     assert estimator.weights.startswith("explicit: ")
     frame = tiny_samples.samples[5]
-    served = estimator.predict(Frame(rgb=frame.rgb, stamp=0.0)).depth
-    np.testing.assert_allclose(served, trainer.predict(frame.rgb), rtol=2e-3, atol=2e-3 * np.abs(served).max())
+    served = estimator.predict(Frame(rgb=frame.rgb, stamp=0.0))
+    np.testing.assert_allclose(served.depth, trainer.predict(frame.rgb), rtol=2e-3,
+                               atol=2e-3 * np.abs(served.depth).max())
+    # without a resolution option the estimator runs at the one the file records (the training config's)
+    default = registry.create("midas", {"weights": str(folder / "model.safetensors")}, mode="graph")
+    assert default.predict(Frame(rgb=frame.rgb, stamp=0.0)).extras["resolution"] == served.extras["resolution"]
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_samples):

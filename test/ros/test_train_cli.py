@@ -37,7 +37,7 @@ def _config(folder: Path, flights: Path, **changes) -> Path:
               "crops": [{"from_step": 0, "width": 64, "height": 64}],
               "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1},
               "schedule": {"log_every": 1, "val_every": 4, "checkpoint_every": 2},
-              "val_resolution": 64, "output": str(folder / "run")}
+              "resolution": 64, "output": str(folder / "run")}
     config.update(changes)
     path = folder / "train.yaml"
     path.write_text(yaml.safe_dump(config))

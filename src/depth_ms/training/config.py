@@ -100,7 +100,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    val_resolution: int = 256  # held-out frames run through the midas estimator's transform at this size
+    resolution: int = 128  # the estimator's resize target for this network (recorded in the weights; a CNN is
+    # most accurate at the image scale it was trained on), and where validation runs it
     output: str = "runs/train"  # run folder (checkpoints, log.csv, plot.png); relative to the working dir
 
     def validate(self) -> None:
@@ -114,8 +115,8 @@ class TrainConfig:
         for crop in self.crops:
             if crop.width % 32 or crop.height % 32 or crop.width < 32 or crop.height < 32:
                 raise ConfigError(f"crops: sides must be multiples of 32, got {crop.width}x{crop.height}")
-        if self.val_resolution < 32:
-            raise ConfigError(f"val_resolution: expected >= 32, got {self.val_resolution}")
+        if self.resolution < 32:
+            raise ConfigError(f"resolution: expected >= 32, got {self.resolution}")
 
     def crop_at(self, step: int) -> CropStage:
         """The crop stage in force at ``step``."""

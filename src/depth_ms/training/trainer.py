@@ -68,7 +68,7 @@ class FastDepthTrainer:
         import mindspore as ms
         from mindspore import nn, ops
 
-        from depth_ms.models.midas.fast_net import FastDepthArch, FastDepthNet, arch_metadata
+        from depth_ms.models.midas.fast_net import FastDepthArch, FastDepthNet, arch_metadata, resolution_metadata
 
         from .losses import ScaleShiftInvariantLoss
 
@@ -78,8 +78,9 @@ class FastDepthTrainer:
         self.output = Path(config.output)
         self.arch = from_dict(FastDepthArch, {k: tuple(v) if isinstance(v, list) else v
                                               for k, v in dict(config.arch).items()}, "arch")
-        self.metadata = arch_metadata(self.arch)
-        self.preprocessing = build_preprocessing("midas", FastDepthOptions(resolution=config.val_resolution))
+        self.arch_metadata = arch_metadata(self.arch)
+        self.metadata = {**self.arch_metadata, **resolution_metadata(config.resolution)}
+        self.preprocessing = build_preprocessing("midas", FastDepthOptions(resolution=config.resolution))
         self.net = FastDepthNet(self.arch, seed=config.seed)
         self.net.set_train(True)
         params = self.net.trainable_params()
@@ -127,7 +128,7 @@ class FastDepthTrainer:
         """Restore weights, AdamW state and step from a checkpoint folder; returns the step."""
         ms = self.ms
         model, metadata = ckpt.read_safetensors(folder / "model.safetensors")
-        ckpt.check_same_architecture(folder, metadata, self.metadata)
+        ckpt.check_same_architecture(folder, metadata, self.arch_metadata)
         state, _ = ckpt.read_safetensors(folder / "optimizer.safetensors")
         params = dict(self.net.parameters_and_names())
         missing = sorted(set(params) - set(model)) + sorted(f"moment1.{p.name}" for p in self.optimizer.moments1
@@ -167,7 +168,7 @@ class FastDepthTrainer:
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """Disparity (H, W) of one uint8 frame through the estimator's own pre- and post-processing
-        (``val_resolution``), with running BatchNorm statistics."""
+        (at ``resolution``), with running BatchNorm statistics."""
         x = pp.preprocess(rgb, self.preprocessing)  # (1, 3, h, w)
         self.net.set_train(False)
         try:

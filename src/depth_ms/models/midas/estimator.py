@@ -8,7 +8,7 @@ and rounding to the stride, normalise, run the MindSpore network, interpolate th
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -27,8 +27,8 @@ class FastDepthOptions:
     """Options shared by the four models (``estimator:`` section of the node/tool YAML)."""
 
     weights: str = ""  # HF folder (DPT, Depth Anything) or .safetensors file (MiDaS); "" = default location
-    resolution: int = 0  # target side before rounding; 0 = the folder's preprocessor_config.json size, else
-    # the model's (256 MiDaS, 384 DPT, 518 Depth Anything)
+    resolution: int = 0  # target side before rounding; 0 = the folder's preprocessor_config.json size or the
+    # resolution a trained .safetensors file records, else the model's (256 MiDaS, 384 DPT, 518 Depth Anything)
     keep_aspect: bool = True  # False squashes to resolution x resolution (Intel's DPT processor does)
     resize_rule: str = ""  # "" = the model's: 'upper_bound' (MiDaS) or 'hf' (DPTImageProcessor rule)
     upsample: str = "bicubic"  # prediction back to input size: 'bicubic' or 'bilinear'
@@ -128,8 +128,10 @@ def create_midas_small(options: dict, device: str = "cpu", mode: str = "pynative
 
     from .fast_net import load_relative_net
 
-    net = load_relative_net(found.path)
+    net, trained_resolution = load_relative_net(found.path)
     net.set_train(False)
+    if not opts.resolution and trained_resolution:  # the size the file's network was trained to run at
+        opts = replace(opts, resolution=trained_resolution)
     forward = ms.jit(net.construct) if mode == "graph" else net
 
     def run(x: np.ndarray) -> np.ndarray:

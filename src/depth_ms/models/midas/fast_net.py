@@ -33,6 +33,9 @@ from depth_ms.models.base import EstimatorError
 from .small_net import STRIDE, BatchNorm2d, Conv2d, Decoder, ResidualConvUnit, Upsample2x, fold, torch_conv
 
 ARCH_METADATA_KEY = "depth_ms.fast_depth_arch"  # safetensors metadata: JSON of FastDepthArch
+# safetensors metadata: the resolution (target side of MiDaS' resize) the network was trained to run at; a
+# CNN trained at one image scale loses accuracy at another, so the estimator uses it unless told otherwise
+RESOLUTION_METADATA_KEY = "depth_ms.resolution"
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,19 @@ def arch_metadata(arch: FastDepthArch) -> dict[str, str]:
     return {ARCH_METADATA_KEY: json.dumps(dataclasses.asdict(arch), sort_keys=True)}
 
 
+def resolution_metadata(resolution: int) -> dict[str, str]:
+    """safetensors metadata that records the input resolution the network was trained for."""
+    return {RESOLUTION_METADATA_KEY: str(int(resolution))}
+
+
+def resolution_from_metadata(metadata: dict | None) -> int:
+    """The recorded resolution, or 0 when none is recorded."""
+    try:
+        return int((metadata or {}).get(RESOLUTION_METADATA_KEY, 0))
+    except ValueError:
+        return 0
+
+
 def arch_from_metadata(metadata: dict | None, source: str) -> FastDepthArch | None:
     """The architecture a weights file records, or None when it records none (an official MiDaS file)."""
     text = (metadata or {}).get(ARCH_METADATA_KEY)
@@ -220,8 +236,8 @@ def load_state(net: FastDepthNet, tensors: dict[str, np.ndarray], source: str, n
     return net
 
 
-def load_relative_net(path: str, native: bool = True) -> nn.Cell:
-    """The network in a MiDaS-family ``.safetensors`` file, ready for inference.
+def load_relative_net(path: str, native: bool = True) -> tuple[nn.Cell, int]:
+    """(network, recorded resolution or 0) of a MiDaS-family ``.safetensors`` file, ready for inference.
 
     A file whose metadata records a FastDepthArch (the package's own trained models) builds that network;
     any other file is taken as the official MiDaS v2.1 small state dict.
@@ -242,9 +258,9 @@ def load_relative_net(path: str, native: bool = True) -> nn.Cell:
         raise EstimatorError(f"cannot read MiDaS small weights {path}: {e}") from e
     arch = arch_from_metadata(metadata, path)
     if arch is None:
-        return load_midas_state(MidasSmall(), tensors, path, native)
-    return load_state(FastDepthNet(arch), tensors, path, native)
+        return load_midas_state(MidasSmall(), tensors, path, native), resolution_from_metadata(metadata)
+    return load_state(FastDepthNet(arch), tensors, path, native), resolution_from_metadata(metadata)
 
 
 __all__ = ["FastDepthArch", "FastDepthNet", "arch_metadata", "arch_from_metadata", "load_relative_net", "load_state",
-           "ARCH_METADATA_KEY"]
+           "resolution_metadata", "resolution_from_metadata", "ARCH_METADATA_KEY", "RESOLUTION_METADATA_KEY"]
