@@ -85,12 +85,26 @@ def test_broken_and_missing_data_are_counted_not_fatal(flights, tmp_path, capsys
         for topic, msg, t in inp.read_messages():
             if topic != DEPTH_TOPIC:
                 out.write(topic, msg, t)
+    with rosbag.Bag(str(flights / "train" / "train_000.bag")) as inp, \
+            rosbag.Bag(str(broken / "damaged_frames.bag"), "w") as out:
+        for topic, msg, t in inp.read_messages():
+            seq = msg.header.seq if hasattr(msg, "header") else -1
+            if topic == RGB_TOPIC and seq == 0:
+                msg.data = msg.data[:100]  # truncated image
+            if topic == DEPTH_TOPIC and seq == 1:
+                msg.data = np.full((msg.height, msg.width), np.nan, np.float32).tobytes()  # NaN-only ground truth
+            if topic == DEPTH_TOPIC and seq == 2:
+                msg.height, msg.width, msg.step = msg.height // 2, msg.width, msg.step
+                msg.data = msg.data[:msg.height * msg.step]  # ground truth of another size
+            out.write(topic, msg, t)
     patterns = [str(flights / "train" / "train_001.bag"), str(broken / "*.bag")]
     config = _config(tmp_path, flights, data={"train": patterns})
     assert train(["train", str(config), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "4 training samples from 1 sequences" in out
-    assert "'unreadable or unusable bag': 3" in out
+    assert "5 training samples from 2 sequences" in out  # 4 + frame 3 of the damaged bag
+    for counted in ("'unreadable or unusable bag': 3", "'bad_message': 1", "'empty or NaN ground truth': 1",
+                    "'size mismatch': 1"):
+        assert counted in out
     assert "no messages on the ground-truth topic" in out and "garbage.bag: cannot read the bag" in out
 
 
