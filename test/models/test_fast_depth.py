@@ -318,10 +318,14 @@ def test_unknown_options_and_bad_values_are_rejected(tmp_path):
 
 
 def test_default_weights_location_is_named(tmp_path, monkeypatch):
+    from depth_ms.models import weights
+
     monkeypatch.setenv("DEPTH_MS_WEIGHTS", str(tmp_path))
     with pytest.raises(EstimatorError, match="Depth-Anything-V2-Small-hf"):
         registry.create("depth_anything_v2_small", {})
-    with pytest.raises(EstimatorError, match="midas_v21_small_256.safetensors"):
+    # midas falls back to the shipped sim-trained model; without that too, both places are named
+    monkeypatch.setattr(weights, "SHIPPED_DIR", str(tmp_path / "no_shipped"))
+    with pytest.raises(EstimatorError, match="midas_v21_small_256.safetensors nor the shipped model .*no_shipped"):
         registry.create("midas", {})
 
 

@@ -2,7 +2,7 @@
 
     rosrun depth_ms train config/training/fast_depth.yaml [--resume] [--set optim.steps=100]
     python -m depth_ms.ros.train CONFIG.yaml
-    msrun --worker_num=2 --local_worker_num=2 -- python -m depth_ms.ros.train CONFIG.yaml   (data parallel)
+    msrun --worker_num=2 --local_worker_num=2 --join=True python -m depth_ms.ros.train CONFIG.yaml  (data parallel)
 
 Bags must hold RGB and ground-truth depth (the simulator's topics, or any bag with
 ``topics.rgb`` / ``topics.gt_depth`` of the labeller config); a folder is read as a labeller dataset
@@ -20,7 +20,7 @@ import rospy
 
 from depth_ms.core.config import ConfigError, load_yaml, merge_dicts, parse_overrides
 from depth_ms.evaluation.config import load_labeller_config
-from depth_ms.training.checkpoints import CheckpointError
+from depth_ms.training.checkpoints import CheckpointError, CheckpointWriteError
 from depth_ms.training.config import TrainConfig, load_train_config
 from depth_ms.training.samples import SampleSet, read_dataset_folder
 
@@ -95,13 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     replica_log = Path(f"{args.replica_log}.rank{workers.rank}") if args.replica_log else None
     try:
         trainer = FastDepthTrainer(config, train, val, workers, progress=not args.no_progress)
+    except ValueError as exc:  # an architecture the network cannot be built with
+        print(f"train: arch: {exc}", file=sys.stderr)
+        return 2
+    try:
         metrics = trainer.run(resume=args.resume, replica_log=replica_log)
+    except (CheckpointWriteError, FloatingPointError, OSError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 1
     except CheckpointError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
-    except (FloatingPointError, OSError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 1
     if workers.rank == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("abs_rel", "delta1"))
         print(f"train: done at step {trainer.step}; held-out {summary or 'not validated'}; run folder {config.output}")

@@ -28,7 +28,11 @@ STEP_FOLDER = re.compile(r"^step_(\d{6,})$")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written or does not fit the run; the message names it."""
+    """A checkpoint cannot be read or does not fit the run; the message names it."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, permissions); earlier ones are untouched."""
 
 
 def write_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
@@ -68,7 +72,7 @@ def save_checkpoint(folder: Path, step: int, model: Mapping[str, np.ndarray], mo
         os.replace(temporary, final)
     except OSError as e:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {final} ({e.strerror or e}); "
+        raise CheckpointWriteError(f"cannot write checkpoint {final} ({e.strerror or e}); "
                               f"earlier checkpoints are untouched") from e
     return final
 
@@ -108,5 +112,5 @@ def describe(metadata: Mapping[str, str]) -> str:
     return json.dumps(dict(metadata), sort_keys=True)
 
 
-__all__ = ["CheckpointError", "checkpoints", "check_same_architecture", "latest_checkpoint", "prune",
+__all__ = ["CheckpointError", "CheckpointWriteError", "checkpoints", "check_same_architecture", "latest_checkpoint", "prune",
            "read_safetensors", "save_checkpoint", "write_safetensors"]

@@ -5,6 +5,8 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
+
 COLUMNS = ("step", "lr", "loss", "images_per_s", "val_abs_rel", "val_delta1")
 
 
@@ -44,15 +46,20 @@ class ProgressLog:
         figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
         loss = series("loss")
         if loss:
-            top.plot(*zip(*loss), lw=0.8, label="training loss")
+            steps, values = (np.array(v) for v in zip(*loss))
+            top.plot(steps, values, lw=0.6, alpha=0.4, label="training loss (logged steps)")
+            window = min(len(values), 15)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")  # moving mean
+            top.plot(steps[window - 1:], smooth, lw=1.5, color="C0", label=f"mean of {window} logged steps")
             top.set_yscale("log")
         top.set_ylabel("loss")
         top.legend(loc="upper right")
-        for key, label, axis in (("val_abs_rel", "AbsRel", bottom), ("val_delta1", "delta1", bottom.twinx())):
+        for key, label, axis, color in (("val_abs_rel", "AbsRel", bottom, "C1"),
+                                        ("val_delta1", "delta1", bottom.twinx(), "C2")):
             points = series(key)
             if points:
-                axis.plot(*zip(*points), marker="o", color="C1" if key == "val_abs_rel" else "C2", label=label)
-            axis.set_ylabel(f"held-out {label}")
+                axis.plot(*zip(*points), marker="o", color=color)
+            axis.set_ylabel(f"held-out {label}", color=color)
         bottom.set_xlabel("step")
         figure.suptitle("training: loss and held-out metrics (per-frame alignment in disparity)")
         figure.tight_layout()

@@ -9,6 +9,7 @@ would have seen. Rank 0 validates on the held-out flights, logs, plots and check
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,6 @@ class Workers:
     @classmethod
     def from_environment(cls) -> "Workers":
         """Join the msrun group when started by msrun (``MS_WORKER_NUM`` set), else a single worker."""
-        import os
-
         if int(os.environ.get("MS_WORKER_NUM", "1")) <= 1:
             return cls()
         from mindspore.communication import get_group_size, get_rank, init
@@ -61,7 +60,7 @@ class Workers:
 class FastDepthTrainer:
     """Trains :class:`~depth_ms.models.midas.fast_net.FastDepthNet` as ``config`` says."""
 
-    def __init__(self, config: TrainConfig, train: SampleSet, val: SampleSet, workers: Workers = Workers(),
+    def __init__(self, config: TrainConfig, train: SampleSet, val: SampleSet, workers: Optional[Workers] = None,
                  progress: bool = True, say: Callable[[str], None] = print) -> None:
         if len(train) == 0:
             raise ValueError("no usable training samples")
@@ -72,6 +71,7 @@ class FastDepthTrainer:
 
         from .losses import ScaleShiftInvariantLoss
 
+        workers = workers or Workers()
         self.ms, self.config, self.workers, self.progress, self.say = ms, config, workers, progress, say
         self.train_samples = train.samples
         self.val_samples = spread(val.samples, config.data.val_frames)
@@ -229,13 +229,13 @@ class FastDepthTrainer:
                         row.update(val_abs_rel=f"{metrics['abs_rel']:.5f}", val_delta1=f"{metrics['delta1']:.5f}")
                         bar.write(f"step {self.step}: held-out AbsRel {metrics['abs_rel']:.4f}, "
                                   f"delta1 {metrics['delta1']:.4f} ({metrics['frames']} frames)")
-                    window_start = time.perf_counter()
+                    window_start, window_images = time.perf_counter(), 0
                 if row:
                     log.add(step=self.step, **row)
                 if self.step % config.schedule.checkpoint_every == 0 or self.step == config.optim.steps:
                     self.save()
                     log.plot(self.output / "plot.png")
-                    window_start = time.perf_counter()
+                    window_start, window_images = time.perf_counter(), 0
         finally:
             bar.close()
             if replicas is not None:

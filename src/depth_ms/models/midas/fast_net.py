@@ -40,13 +40,13 @@ RESOLUTION_METADATA_KEY = "depth_ms.resolution"
 
 @dataclass(frozen=True)
 class FastDepthArch:
-    """Channel counts and depth of :class:`FastDepthNet`."""
+    """Channel counts and depth of :class:`FastDepthNet` (defaults: the shipped model's)."""
 
     stem: int = 24  # channels at stride 2
     widths: tuple = (32, 64, 96, 160)  # encoder outputs at strides 4, 8, 16, 32
     blocks: tuple = (1, 1, 2, 1)  # residual units per stage
-    features: int = 32  # decoder width (MiDaS small: 64)
-    head: int = 16  # channels of the head's last 3x3 convolution (MiDaS small: 32)
+    features: int = 16  # decoder width (MiDaS small: 64)
+    head: int = 8  # channels of the head's 3x3 convolution (MiDaS small: 32)
 
     def validate(self) -> None:
         channels = (self.stem, *self.widths, self.features, self.head)
