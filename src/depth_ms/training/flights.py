@@ -87,7 +87,6 @@ class FlightPlan:
     splits: Mapping[str, Any] = field(default_factory=dict)  # name -> Split fields
 
 
-
 @dataclass(frozen=True)
 class Flight:
     """One planned flight: its split, number, sim config and frame count."""
