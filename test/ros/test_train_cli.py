@@ -61,7 +61,8 @@ def test_sim_flights_writes_each_flight_once_and_the_same_frames_again(flights, 
                                                                                  "train_001.bag")):
         np.testing.assert_array_equal(a, b)
     capsys.readouterr()
-    assert sim_flights(["sim_flights", str(tmp_path / "plan.yaml"), "-o", str(tmp_path / "again"), "--split", "train"]) == 0
+    again = ["sim_flights", str(tmp_path / "plan.yaml"), "-o", str(tmp_path / "again"), "--split", "train"]
+    assert sim_flights(again) == 0
     assert "0 to render" in capsys.readouterr().out
 
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_ms.core.config import ConfigError
+from depth_ms.models.midas.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 from .samples import Sample
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # MiDaS' normalisation
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN, STD = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)  # MiDaS' normalisation, as the estimator's
 
 
 @dataclass
@@ -28,8 +30,6 @@ class AugmentConfig:
     gamma: float = 0.2  # exponent drawn from [1 - g, 1 + g]
 
     def validate(self) -> None:
-        from depth_ms.core.config import ConfigError
-
         if not (1.0 <= self.scale[0] <= self.scale[1]):
             raise ConfigError(f"augment.scale: expected [low >= 1, high >= low], got {list(self.scale)}")
         if not 0 <= self.flip <= 1:
@@ -76,7 +76,7 @@ def jitter(rgb: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> 
 
 def normalise(image: np.ndarray) -> np.ndarray:
     """Float (H, W, 3) in [0, 1] -> ImageNet-normalised (3, H, W)."""
-    return ((image - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)  # (3, H, W)
+    return ((image - MEAN) / STD).transpose(2, 0, 1)  # (3, H, W)
 
 
 def make_batch(samples: list[Sample], indices: np.ndarray, height: int, width: int, config: AugmentConfig,

@@ -10,7 +10,6 @@ leaves a half-written checkpoint under a final name.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -108,9 +107,5 @@ def check_same_architecture(path: Path, metadata: Mapping[str, str], expected: M
                                   f"resume with the config it was trained with")
 
 
-def describe(metadata: Mapping[str, str]) -> str:
-    return json.dumps(dict(metadata), sort_keys=True)
-
-
-__all__ = ["CheckpointError", "CheckpointWriteError", "checkpoints", "check_same_architecture", "latest_checkpoint", "prune",
-           "read_safetensors", "save_checkpoint", "write_safetensors"]
+__all__ = ["CheckpointError", "CheckpointWriteError", "checkpoints", "check_same_architecture", "latest_checkpoint",
+           "prune", "read_safetensors", "save_checkpoint", "write_safetensors"]

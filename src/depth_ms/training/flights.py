@@ -108,9 +108,7 @@ def load_flight_plan(source: Union[str, Path, Mapping[str, Any]]) -> FlightPlan:
     for name, raw in dict(plan.splits).items():
         if not isinstance(raw, Mapping):
             raise ConfigError(f"splits.{name}: expected a mapping")
-        split = load_config(Split, raw)
-        split.validate()
-        splits[name] = split
+        splits[name] = load_config(Split, raw)  # validated by the loader
     if not splits:
         raise ConfigError("splits: expected at least one split")
     seeds: dict[int, str] = {}

@@ -8,16 +8,15 @@ nearest neighbour so no depth is invented across edges), which keeps thousands o
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import cv2
 import numpy as np
 
-from depth_ms.evaluation.labels import MM_PER_M
+from depth_ms.evaluation.labels import png16_to_depth
 
 
 @dataclass
@@ -31,22 +30,22 @@ class Sample:
 
 
 def problem_of(rgb: Optional[np.ndarray], depth: Optional[np.ndarray], min_depth: float, max_depth: float,
-               min_valid: float) -> Optional[tuple[str, str]]:
-    """(reason, detail) when (``rgb``, ``depth``) cannot be trained on, None when it can."""
+               min_valid: float) -> Optional[str]:
+    """Why (``rgb``, ``depth``) cannot be trained on (the key it is counted under), None when it can."""
     if rgb is None or depth is None:
-        return "missing RGB or ground truth", ""
+        return "missing RGB or ground truth"
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        return "bad RGB", f"not uint8 (H, W, 3): {rgb.dtype} {rgb.shape}"
+        return "bad RGB"
     if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
-        return "size mismatch", f"RGB {rgb.shape[1]}x{rgb.shape[0]}, ground truth {depth.shape[::-1]}"
+        return "size mismatch"
     if min(depth.shape) < 8:
-        return "image too small", f"{depth.shape[1]}x{depth.shape[0]}"
+        return "image too small"
     with np.errstate(invalid="ignore"):
         valid = np.count_nonzero((depth > min_depth) & (depth < max_depth))
     if valid == 0:
-        return "empty or NaN ground truth", ""
+        return "empty or NaN ground truth"
     if valid < min_valid * depth.size:
-        return "too little valid ground truth", f"{valid / depth.size:.1%} < {min_valid:.0%}"
+        return "too little valid ground truth"
     return None
 
 
@@ -79,7 +78,7 @@ class SampleSet:
         """Keep the sample if it is usable (returns True), else count why not."""
         problem = problem_of(rgb, depth, self.min_depth, self.max_depth, self.min_valid)
         if problem is not None:
-            self.skipped[problem[0]] += 1
+            self.skipped[problem] += 1
             return False
         depth = depth.astype(np.float32, copy=True)
         with np.errstate(invalid="ignore"):
@@ -99,11 +98,9 @@ class SampleSet:
 def read_dataset_folder(folder: Path, into: SampleSet) -> SampleSet:
     """Add every pair of a labeller dataset export (``index.csv``, RGB PNG, 16-bit mm depth PNG)."""
     folder = Path(folder)
-    meta_path, index_path = folder / "meta.json", folder / "index.csv"
+    index_path = folder / "index.csv"
     if not index_path.is_file():
         raise FileNotFoundError(f"{folder}: not a dataset export (no index.csv)")
-    scale = json.loads(meta_path.read_text()).get("depth_scale", 1.0 / MM_PER_M) if meta_path.is_file() \
-        else 1.0 / MM_PER_M
     with index_path.open(newline="") as stream:
         for row in csv.DictReader(stream):
             bgr = cv2.imread(str(folder / row["rgb"]), cv2.IMREAD_COLOR)
@@ -111,18 +108,9 @@ def read_dataset_folder(folder: Path, into: SampleSet) -> SampleSet:
             if bgr is None or raw is None:
                 into.skip("unreadable image file")
                 continue
-            depth = raw.astype(np.float32) * np.float32(scale)  # (H, W) metres
-            depth[raw == 0] = np.nan
-            into.add(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), depth, f"{folder.name}/{row['sequence']}",
+            into.add(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), png16_to_depth(raw), f"{folder.name}/{row['sequence']}",
                      int(row["index"]))
     return into
 
 
-def add_all(samples: Iterable[tuple], into: SampleSet) -> SampleSet:
-    """Add (rgb, depth, sequence, index) tuples."""
-    for rgb, depth, sequence, index in samples:
-        into.add(rgb, depth, sequence, index)
-    return into
-
-
-__all__ = ["Sample", "SampleSet", "problem_of", "read_dataset_folder", "shrink", "add_all"]
+__all__ = ["Sample", "SampleSet", "problem_of", "read_dataset_folder", "shrink"]

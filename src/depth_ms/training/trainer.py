@@ -76,8 +76,7 @@ class FastDepthTrainer:
         self.train_samples = train.samples
         self.val_samples = spread(val.samples, config.data.val_frames)
         self.output = Path(config.output)
-        self.arch = from_dict(FastDepthArch, {k: tuple(v) if isinstance(v, list) else v
-                                              for k, v in dict(config.arch).items()}, "arch")
+        self.arch = from_dict(FastDepthArch, dict(config.arch), "arch")
         self.arch_metadata = arch_metadata(self.arch)
         self.metadata = {**self.arch_metadata, **resolution_metadata(config.resolution)}
         self.preprocessing = build_preprocessing("midas", FastDepthOptions(resolution=config.resolution))

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
+from depth_ms.core.image_ops import resize_depth
 from depth_ms.evaluation.alignment import apply_alignment, fit_scale_shift
 from depth_ms.evaluation.metrics import compute_metrics, valid_mask
 
@@ -22,8 +22,7 @@ def spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
 
 def score_disparity(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> dict:
     """Labeller metrics of relative disparity ``pred`` (any size) against metric ``gt`` (H, W)."""
-    if pred.shape != gt.shape:
-        pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)  # (H, W)
+    pred = resize_depth(pred, gt.shape[1], gt.shape[0])  # (H, W), as the labeller resizes predictions
     mask = valid_mask(gt, min_depth, max_depth) & np.isfinite(pred)  # (H, W)
     scale, shift = fit_scale_shift(pred[mask], gt[mask], "disparity")
     if not math.isfinite(scale):

@@ -28,6 +28,7 @@ import numpy as np
 
 from mindspore import nn
 
+from depth_ms.core.config import from_dict
 from depth_ms.models.base import EstimatorError
 
 from .small_net import STRIDE, BatchNorm2d, Conv2d, Decoder, ResidualConvUnit, Upsample2x, fold, torch_conv
@@ -43,8 +44,8 @@ class FastDepthArch:
     """Channel counts and depth of :class:`FastDepthNet` (defaults: the shipped model's)."""
 
     stem: int = 24  # channels at stride 2
-    widths: tuple = (32, 64, 96, 160)  # encoder outputs at strides 4, 8, 16, 32
-    blocks: tuple = (1, 1, 2, 1)  # residual units per stage
+    widths: tuple[int, ...] = (32, 64, 96, 160)  # encoder outputs at strides 4, 8, 16, 32
+    blocks: tuple[int, ...] = (1, 1, 2, 1)  # residual units per stage
     features: int = 16  # decoder width (MiDaS small: 64)
     head: int = 8  # channels of the head's 3x3 convolution (MiDaS small: 32)
 
@@ -210,10 +211,8 @@ def arch_from_metadata(metadata: dict | None, source: str) -> FastDepthArch | No
     if not text:
         return None
     try:
-        fields = json.loads(text)
-        arch = FastDepthArch(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-        arch.validate()
-    except (TypeError, ValueError) as e:
+        arch = from_dict(FastDepthArch, json.loads(text), "arch")  # strict; validates
+    except ValueError as e:  # ConfigError, JSONDecodeError and FastDepthArch.validate are ValueErrors
         raise EstimatorError(f"{source}: bad fast depth architecture in its metadata ({e}): {text}") from e
     return arch
 
