@@ -24,7 +24,7 @@ from depth_ms.training.flights import load_flight_plan, plan_flights  # noqa: E4
 from depth_ms.training.losses import ScaleShiftInvariantLoss  # noqa: E402
 from depth_ms.training.samples import SampleSet  # noqa: E402
 from depth_ms.training.trainer import FastDepthTrainer  # noqa: E402
-from depth_ms.training.validation import score_disparity  # noqa: E402
+from depth_ms.training.validation import score_relative  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ARCH = {"stem": 8, "widths": [16, 16, 24, 32], "blocks": [1, 0, 1, 0], "features": 16, "head": 8}
@@ -138,7 +138,7 @@ def test_shipped_model_loads_without_any_weights_directory_and_scores_held_out_f
         for index in (3, 17):
             frame = sim.render(index)
             pred = estimator.predict(Frame(rgb=frame.rgb, stamp=0.0)).depth
-            scores.append(score_disparity(pred, frame.depth, 0.2, 65.535))
+            scores.append(score_relative(pred, frame.depth, 0.2, 65.535))
     abs_rel = np.mean([s["abs_rel"] for s in scores])
     delta1 = np.mean([s["delta1"] for s in scores])
     assert abs_rel < 0.09 and delta1 > 0.9, (abs_rel, delta1)

@@ -7,7 +7,7 @@ from sensor_msgs.msg import Image
 
 from depth_ms.models import weights as weight_files
 from depth_ms.msg import DepthInfo
-from depth_ms.training.validation import score_disparity
+from depth_ms.training.validation import score_relative
 
 from conftest import wait_for
 from helpers import Recorder
@@ -34,6 +34,6 @@ def test_fresh_install_runs_the_shipped_model_with_real_depth(rosnode, launch, t
     scores = []
     for msg in rec.get(OUT + "image")[-4:]:
         gt = rec.by_stamp(GT, msg.header.stamp.to_sec())
-        scores.append(score_disparity(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(gt), 0.2, 65.535))
+        scores.append(score_relative(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(gt), 0.2, 65.535))
     assert np.mean([s["abs_rel"] for s in scores]) < 0.12  # the default flight (seed 7) is not a held-out one
     assert np.mean([s["delta1"] for s in scores]) > 0.85

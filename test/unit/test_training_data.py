@@ -13,7 +13,7 @@ from depth_ms.training.config import load_train_config
 from depth_ms.training.flights import load_flight_plan, plan_flights
 from depth_ms.training.progress_log import ProgressLog
 from depth_ms.training.samples import Sample, SampleSet, read_dataset_folder
-from depth_ms.training.trainer import learning_rates
+from depth_ms.training.loop import learning_rates
 
 PLAN = {
     "variation": {"sizes": [[64, 48], [96, 54]]},
@@ -97,7 +97,7 @@ def test_batches_are_deterministic_per_step_and_rank():
 def test_learning_rate_warms_up_then_decays_to_the_minimum():
     config = load_train_config({"data": {"train": ["x"]}, "optim": {"steps": 100, "warmup_steps": 10, "lr": 1e-3,
                                                                      "min_lr": 1e-5}})
-    lrs = learning_rates(config)
+    lrs = learning_rates(config.optim)
     assert lrs.shape == (100,) and np.all(np.diff(lrs[:10]) > 0) and lrs[9] == pytest.approx(1e-3)
     assert np.all(np.diff(lrs[10:]) <= 0) and lrs[-1] == pytest.approx(1e-5, rel=0.05)
 

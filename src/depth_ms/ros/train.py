@@ -1,6 +1,7 @@
 """train: train one of the package's models on bags or dataset exports (``rosrun depth_ms train CONFIG``).
 
     rosrun depth_ms train config/training/fast_depth.yaml [--resume] [--set optim.steps=100]
+    rosrun depth_ms train config/training/marigold.yaml     (VAE stage, UNet stage, diffusers folder)
     python -m depth_ms.ros.train CONFIG.yaml
     msrun --worker_num=2 --local_worker_num=2 --join=True python -m depth_ms.ros.train CONFIG.yaml  (data parallel)
 
@@ -21,7 +22,7 @@ import rospy
 from depth_ms.core.config import ConfigError, load_yaml, merge_dicts, parse_overrides
 from depth_ms.evaluation.config import load_labeller_config
 from depth_ms.training.checkpoints import CheckpointError, CheckpointWriteError
-from depth_ms.training.config import TrainConfig, load_train_config
+from depth_ms.training.config import load_train_config
 from depth_ms.training.samples import SampleSet, read_dataset_folder
 
 from .bag_reader import BagFrameSource
@@ -37,7 +38,7 @@ def expand(patterns: list[str], base: Path) -> list[Path]:
     return paths
 
 
-def load_samples(paths: list[Path], config: TrainConfig, say=print) -> SampleSet:
+def load_samples(paths: list[Path], config, say=print) -> SampleSet:
     """Every usable sample of ``paths`` (bags and dataset folders); broken ones counted in ``skipped``."""
     d = config.data
     samples = SampleSet(d.store_long_side, d.min_depth, d.max_depth, d.min_valid)
@@ -78,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from depth_ms.models import mindspore_device
 
+    if config.family == "marigold":  # the package's native CPU kernels are inference-only (no backward)
+        os.environ["DEPTH_MS_NATIVE_KERNELS"] = "0"
     device_id = os.environ.get("DEVICE_ID") if args.device != "cpu" else None  # msrun: the local rank
     mindspore_device.configure(args.device, device_id=int(device_id) if device_id else None)
-    from depth_ms.training.trainer import FastDepthTrainer, Workers
+    from depth_ms.training.loop import Workers
 
     workers = Workers.from_environment()
     base = Path.cwd()
@@ -94,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     replica_log = Path(f"{args.replica_log}.rank{workers.rank}") if args.replica_log else None
     try:
-        trainer = FastDepthTrainer(config, train, val, workers, progress=not args.no_progress)
+        if config.family == "marigold":
+            from depth_ms.training.marigold_trainer import MarigoldTraining as Trainer
+        else:
+            from depth_ms.training.trainer import FastDepthTrainer as Trainer
+        trainer = Trainer(config, train, val, workers, progress=not args.no_progress)
     except ValueError as exc:  # an architecture the network cannot be built with
         print(f"train: arch: {exc}", file=sys.stderr)
         return 2

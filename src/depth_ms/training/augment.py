@@ -6,6 +6,7 @@ batches of an uninterrupted one, and data-parallel workers see different, fixed 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -79,16 +80,23 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return ((image - MEAN) / STD).transpose(2, 0, 1)  # (3, H, W)
 
 
+def signed_unit(image: np.ndarray) -> np.ndarray:
+    """Float (H, W, 3) in [0, 1] -> (3, H, W) in [-1, 1]: the VAE's input range (Marigold, Stable Diffusion)."""
+    return (image * 2.0 - 1.0).transpose(2, 0, 1)  # (3, H, W)
+
+
 def make_batch(samples: list[Sample], indices: np.ndarray, height: int, width: int, config: AugmentConfig,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images (B, 3, h, w) normalised, depth (B, h, w) metres with 0 where invalid, mask (B, h, w) 0/1)."""
+               rng: np.random.Generator, to_input: Callable[[np.ndarray], np.ndarray] = normalise
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images (B, 3, h, w) by ``to_input`` (ImageNet-normalised by default), depth (B, h, w) metres with 0 where
+    invalid, mask (B, h, w) 0/1)."""
     images, depths = [], []
     for i in indices:
         zoom = rng.uniform(*config.scale)
         rgb, depth = crop_and_scale(samples[int(i)], height, width, zoom, rng)
         if rng.random() < config.flip:
             rgb, depth = rgb[:, ::-1], depth[:, ::-1]
-        images.append(normalise(jitter(rgb, config, rng)))
+        images.append(to_input(jitter(rgb, config, rng)))
         depths.append(depth)
     depth = np.stack(depths).astype(np.float32)  # (B, h, w)
     mask = np.isfinite(depth)  # (B, h, w)
@@ -96,4 +104,4 @@ def make_batch(samples: list[Sample], indices: np.ndarray, height: int, width: i
             mask.astype(np.float32))
 
 
-__all__ = ["AugmentConfig", "crop_and_scale", "jitter", "make_batch", "normalise", "step_rng"]
+__all__ = ["AugmentConfig", "crop_and_scale", "jitter", "make_batch", "normalise", "signed_unit", "step_rng"]

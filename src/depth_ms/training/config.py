@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
 
-from depth_ms.core.config import ConfigError, load_config
+from depth_ms.core.config import ConfigError, load_config, load_yaml
 
 from .augment import AugmentConfig
 
-FAMILIES = ("fast_depth",)
+FAMILIES = ("fast_depth", "marigold")
 
 
 @dataclass
@@ -105,7 +105,7 @@ class TrainConfig:
     output: str = "runs/train"  # run folder (checkpoints, log.csv, plot.png); relative to the working dir
 
     def validate(self) -> None:
-        if self.family not in FAMILIES:
+        if self.family != "fast_depth":
             raise ConfigError(f"family: expected one of {', '.join(FAMILIES)}, got '{self.family}'")
         if not self.crops or self.crops[0].from_step != 0:
             raise ConfigError("crops: expected a list starting with from_step 0")
@@ -123,9 +123,16 @@ class TrainConfig:
         return [c for c in self.crops if c.from_step <= step][-1]
 
 
-def load_train_config(source: Union[str, Path, Mapping[str, Any]]) -> TrainConfig:
-    """TrainConfig from YAML or a mapping; ConfigError names a bad key."""
-    return load_config(TrainConfig, source)
+def load_train_config(source: Union[str, Path, Mapping[str, Any]]):
+    """The config of the YAML's (or mapping's) ``family``: TrainConfig for fast_depth, MarigoldTrainConfig for
+    marigold; ConfigError names a bad key."""
+    data = load_yaml(source) if not isinstance(source, Mapping) else source
+    family = data.get("family", "fast_depth") if isinstance(data, Mapping) else "fast_depth"
+    if family == "marigold":
+        from .marigold_config import MarigoldTrainConfig
+
+        return load_config(MarigoldTrainConfig, data)
+    return load_config(TrainConfig, data)
 
 
 __all__ = ["TrainConfig", "DataConfig", "OptimConfig", "LossConfig", "ScheduleConfig", "CropStage",

@@ -1,4 +1,4 @@
-"""Validation on held-out frames with the labeller's own alignment and metrics (per-frame, disparity)."""
+"""Validation on held-out frames with the labeller's own alignment and metrics (per frame, least squares)."""
 from __future__ import annotations
 
 import math
@@ -20,21 +20,24 @@ def spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
     return [samples[int(i)] for i in np.linspace(0, len(samples) - 1, limit).round()]
 
 
-def score_disparity(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> dict:
-    """Labeller metrics of relative disparity ``pred`` (any size) against metric ``gt`` (H, W)."""
+def score_relative(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float,
+                   space: str = "disparity") -> dict:
+    """Labeller metrics of relative ``pred`` (any size; affine in ``space``: disparity or depth) against
+    metric ``gt`` (H, W)."""
     pred = resize_depth(pred, gt.shape[1], gt.shape[0])  # (H, W), as the labeller resizes predictions
     mask = valid_mask(gt, min_depth, max_depth) & np.isfinite(pred)  # (H, W)
-    scale, shift = fit_scale_shift(pred[mask], gt[mask], "disparity")
+    scale, shift = fit_scale_shift(pred[mask], gt[mask], space)
     if not math.isfinite(scale):
         return {}
-    aligned = apply_alignment(pred, "disparity", scale, shift, min_depth, max_depth)  # (H, W) metres
+    aligned = apply_alignment(pred, space, scale, shift, min_depth, max_depth)  # (H, W) metres
     return compute_metrics(aligned, gt, mask)
 
 
-def validate(predict: Callable[[np.ndarray], np.ndarray], samples: Sequence[Sample], min_depth: float,
-             max_depth: float) -> dict:
-    """Mean per-frame metrics of ``predict`` (uint8 RGB -> disparity) over ``samples``; 'frames' = count."""
-    rows = [score_disparity(predict(s.rgb), s.depth, min_depth, max_depth) for s in samples]
+def validate(predict: Callable[[Sample], np.ndarray], samples: Sequence[Sample], min_depth: float,
+             max_depth: float, space: str = "disparity") -> dict:
+    """Mean per-frame metrics of ``predict`` (sample -> relative ``space``, any size) over ``samples``;
+    'frames' = count."""
+    rows = [score_relative(predict(s), s.depth, min_depth, max_depth, space) for s in samples]
     rows = [r for r in rows if r]
     if not rows:
         return {"frames": 0}
@@ -43,4 +46,4 @@ def validate(predict: Callable[[np.ndarray], np.ndarray], samples: Sequence[Samp
     return means
 
 
-__all__ = ["score_disparity", "spread", "validate"]
+__all__ = ["score_relative", "spread", "validate"]

@@ -1,0 +1,78 @@
+"""Training configuration of the Marigold family (``family: marigold``): a VAE stage, then a UNet stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from depth_ms.core.config import ConfigError
+
+from .augment import AugmentConfig
+from .config import DataConfig, OptimConfig, ScheduleConfig
+
+
+@dataclass
+class VaeStage:
+    """Fit an AutoencoderKL to the simulator's RGB and to normalised depth maps (replicated to 3 channels)."""
+
+    arch: Mapping[str, Any] = field(default_factory=dict)  # AutoencoderKL config fields (block_out_channels, ...)
+    crop: int = 64  # square training crops (pixels, multiple of the VAE factor): the network is convolutional
+    depth_share: float = 0.5  # share of each batch that is depth maps (the rest is RGB)
+    kl_weight: float = 1e-6  # weight of the KL term (keeps the latent bounded; the decoder sees posterior samples)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self) -> None:
+        if self.crop < 16 or self.crop % 16:
+            raise ConfigError(f"vae.crop: expected a multiple of 16, got {self.crop}")
+        if not 0 <= self.depth_share <= 1 or self.kl_weight < 0:
+            raise ConfigError(f"vae: expected 0 <= depth_share <= 1 and kl_weight >= 0, got {self.depth_share}, "
+                              f"{self.kl_weight}")
+
+
+@dataclass
+class UnetStage:
+    """Fine-tune nothing, train from scratch: the 8-channel UNet on frozen-VAE latents, as Marigold trains."""
+
+    arch: Mapping[str, Any] = field(default_factory=dict)  # UNet2DConditionModel config fields
+    variants: int = 2  # augmented copies of every training frame, each encoded once by the frozen VAE
+    multires_noise: float = 0.9  # Marigold's multi-resolution noise strength (annealed with t); 0 = plain noise
+    multires_levels: int = 3  # octaves of the multi-resolution noise
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    val_steps: int = 4  # cold DDIM steps of validation (through the streaming engine)
+
+    def validate(self) -> None:
+        if self.variants < 1 or self.val_steps < 1 or self.multires_levels < 1:
+            raise ConfigError("unet: variants, val_steps and multires_levels must be >= 1")
+        if not 0 <= self.multires_noise < 1:
+            raise ConfigError(f"unet.multires_noise: expected [0, 1), got {self.multires_noise}")
+
+
+@dataclass
+class MarigoldTrainConfig:
+    """A Marigold-family model from scratch: VAE, then UNet on its latents; exported as a diffusers folder."""
+
+    family: str = "marigold"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    resolution: int = 128  # processing resolution (longer edge): UNet frames are resized to it, as the node does
+    aspect: tuple[int, int] = (4, 3)  # UNet frames are cropped to this width:height before resizing
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    vae: VaeStage = field(default_factory=VaeStage)
+    unet: UnetStage = field(default_factory=UnetStage)
+    text_encoder: Mapping[str, Any] = field(default_factory=dict)  # CLIPTextConfig fields of the minimal encoder
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    output: str = "runs/marigold"  # run folder: vae/, unet/ (checkpoints, logs, plots) and model/ (diffusers)
+
+    def validate(self) -> None:
+        if self.family != "marigold":
+            raise ConfigError(f"family: expected marigold, got '{self.family}'")
+        if self.resolution < 32:
+            raise ConfigError(f"resolution: expected >= 32, got {self.resolution}")
+
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of a UNet training frame: ``aspect`` with the longer edge at ``resolution``."""
+        w, h = self.aspect
+        longest = max(w, h)
+        return self.resolution * h // longest, self.resolution * w // longest
+
+
+__all__ = ["MarigoldTrainConfig", "UnetStage", "VaeStage"]

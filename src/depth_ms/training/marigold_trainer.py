@@ -1,0 +1,281 @@
+"""Training of the Marigold family from scratch, in MindSpore: a VAE stage, then a UNet stage.
+
+1. **VAE** (``vae/``): an AutoencoderKL fitted to the simulator's RGB and to normalised depth maps
+   (:func:`~.diffusion.normalised_depth`, three channels), on random square crops: L1 reconstruction of
+   posterior samples plus a small KL term.
+2. **UNet** (``unet/``), as Marigold trains (Ke et al., CVPR 2024): the VAE frozen; every training frame,
+   in ``unet.variants`` augmented copies at the processing size, is encoded once (posterior mean times the
+   scaling factor, which is set so the latents have unit variance); each step draws latents, a DDPM timestep
+   and (multi-resolution) noise per sample, feeds concat(RGB latent, noisy depth latent) and the
+   empty-prompt embedding to the 8-channel UNet, and regresses the v-prediction target (MSE).
+   Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the held-out flights.
+3. **Export** (``model/``): the diffusers folder (:mod:`.marigold_folder`) the estimator loads.
+
+Both stages use the shared loop (:mod:`.loop`): one compiled step, AllReduce under ``msrun``, clipping,
+AdamW with warm-up and cosine decay, checkpoints, ``--resume`` (per stage), CSV log and plot.
+MindSpore's CPU kernels of the package (``DEPTH_MS_NATIVE_KERNELS``) have no backward: the CLI turns them off.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from depth_ms.models.marigold import imaging
+
+from . import checkpoints as ckpt
+from . import marigold_folder as folder
+from .augment import make_batch, signed_unit, step_rng
+from .diffusion import multires_noise, noisy_and_velocity, normalised_depth
+from .loop import StepTrainer, Workers, adamw, compiled_step, learning_rates
+from .marigold_config import MarigoldTrainConfig
+from .samples import Sample, SampleSet
+from .validation import spread, validate
+
+
+def _vae_factor(vae) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def _posterior_mean(vae, x):
+    """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f) posterior mean (unscaled)."""
+    return vae.encode(x)[0][:, :int(vae.config.latent_channels)]
+
+
+class VaeTrainer(StepTrainer):
+    """Stage 1: the AutoencoderKL on RGB and depth crops."""
+
+    name = "vae"
+
+    def __init__(self, config: MarigoldTrainConfig, train: SampleSet, val: SampleSet, workers: Workers,
+                 progress: bool = True, say: Callable[[str], None] = print) -> None:
+        import mindspore as ms
+        from mindspore import ops
+
+        stage = config.vae
+        super().__init__(ms, config, stage.optim, config.schedule, Path(config.output) / "vae", workers, progress, say)
+        self.train_samples = train.samples
+        self.val_samples = spread(val.samples, config.data.val_frames)
+        self.net = folder.build_vae(stage.arch, config.seed)
+        self.net.set_train(True)
+        self.arch_metadata = {"depth_ms.marigold_vae": json.dumps(folder.vae_config(stage.arch), sort_keys=True)}
+        self.metadata = self.arch_metadata
+        self.factor = _vae_factor(self.net)
+        self.lrs = learning_rates(stage.optim)
+        self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
+        vae, latent_c, kl_weight = self.net, int(self.net.config.latent_channels), stage.kl_weight
+
+        def forward(x, eps):  # x (B, 3, H, W) in [-1, 1]; eps (B, C, H/f, W/f)
+            moments = vae.encode(x)[0]  # (B, 2C, h, w)
+            mean, logvar = moments[:, :latent_c], ops.clamp(moments[:, latent_c:], -30.0, 20.0)
+            z = mean + ops.exp(0.5 * logvar) * eps  # (B, C, h, w) posterior sample
+            recon = vae.decode(z)[0]  # (B, 3, H, W)
+            kl = 0.5 * (mean * mean + ops.exp(logvar) - 1.0 - logvar)  # (B, C, h, w)
+            return ops.abs(recon - x).mean() + kl_weight * kl.sum(axis=(1, 2, 3)).mean()
+
+        self.step_fn = compiled_step(ms, forward, self.optimizer, workers, stage.optim.grad_clip)
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(images (B, 3, c, c) in [-1, 1], the last ``depth_share`` of them depth maps; noise (B, C, c/f, c/f))."""
+        stage, crop = self.config.vae, self.config.vae.crop
+        rng = step_rng(self.config.seed, step, self.workers.rank)
+        size = stage.optim.batch_size
+        indices = rng.choice(len(self.train_samples), size, replace=len(self.train_samples) < size)
+        images, depth, mask = make_batch(self.train_samples, indices, crop, crop, self.config.augment, rng,
+                                         signed_unit)
+        depths = round(size * stage.depth_share)
+        if depths:
+            images[size - depths:] = normalised_depth(depth[size - depths:], mask[size - depths:])
+        latent = (size, int(self.net.config.latent_channels), crop // self.factor, crop // self.factor)
+        return images, rng.standard_normal(latent).astype(np.float32)
+
+    def train_step(self) -> float:
+        ms = self.ms
+        images, eps = self.batch(self.step)
+        loss = self.step_fn(ms.Tensor(images), ms.Tensor(eps))
+        self.step += 1
+        return float(loss.asnumpy())
+
+    def round_trip(self, depth: np.ndarray) -> np.ndarray:
+        """Metric depth (H, W) -> normalised, encoded (mean), decoded: affine depth in [0, 1] at the
+        processing size (the best any UNet can do through this VAE)."""
+        h, w = imaging.processing_size(*depth.shape, self.config.resolution)
+        h, w = max(self.factor, h // self.factor * self.factor), max(self.factor, w // self.factor * self.factor)
+        small = imaging.resize(np.nan_to_num(depth, nan=0.0)[None], h, w, False)  # (1, h, w)
+        valid = imaging.resize(np.isfinite(depth)[None].astype(np.float32), h, w, False) > 0.99  # (1, h, w)
+        x = normalised_depth(small, valid)  # (1, 3, h, w)
+        out = self.net.decode(_posterior_mean(self.net, self.ms.Tensor(x)))[0].asnumpy()  # (1, 3, h, w)
+        return (np.clip(out.mean(axis=1)[0], -1.0, 1.0) + 1.0) / 2.0  # (h, w)
+
+    def validate(self) -> dict:
+        if not self.val_samples:
+            return {}
+        d = self.config.data
+        self.net.set_train(False)
+        try:
+            return validate(lambda s: self.round_trip(s.depth), self.val_samples, d.min_depth, d.max_depth, "depth")
+        finally:
+            self.net.set_train(True)
+
+
+class UnetTrainer(StepTrainer):
+    """Stage 2: the 8-channel UNet on latents of the frozen VAE, v-prediction."""
+
+    name = "unet"
+
+    def __init__(self, config: MarigoldTrainConfig, vae, context: np.ndarray, train: SampleSet, val: SampleSet,
+                 workers: Workers, progress: bool = True, say: Callable[[str], None] = print) -> None:
+        import mindspore as ms
+        from mindspore import ops
+
+        from depth_ms.models.marigold import schedulers
+
+        stage = config.unet
+        super().__init__(ms, config, stage.optim, config.schedule, Path(config.output) / "unet", workers, progress,
+                         say)
+        self.vae, self.context = vae, context  # context (1, tokens, hidden)
+        self.vae.set_train(False)
+        self.val_samples = spread(val.samples, config.data.val_frames)
+        self.sampler = schedulers.from_config(folder.SCHEDULER)
+        self.rgb_latents, self.depth_latents, self.scaling = self.encode_training_frames(train.samples)
+        self.net = folder.build_unet(stage.arch, config.seed)
+        self.net.set_train(True)
+        self.arch_metadata = {"depth_ms.marigold_unet": json.dumps(folder.unet_config(stage.arch), sort_keys=True),
+                              "depth_ms.marigold_vae": json.dumps(dict(vae.config), sort_keys=True, default=str)}
+        self.metadata = {**self.arch_metadata, "depth_ms.latent_scaling": f"{self.scaling:.9g}"}
+        self.lrs = learning_rates(stage.optim)
+        self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
+        unet = self.net
+
+        def forward(x, t, text, velocity):  # x (B, 8, h, w); t (B,); text (B, tokens, hidden); velocity (B, 4, h, w)
+            return ops.square(unet(x, t, text)[0] - velocity).mean()
+
+        self.step_fn = compiled_step(ms, forward, self.optimizer, workers, stage.optim.grad_clip)
+        self._engine = None
+
+    def encode_training_frames(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(RGB latents (N, C, h, w), depth latents (N, C, h, w), scaling factor): every frame in
+        ``variants`` augmented copies, scaled to unit variance."""
+        from tqdm import tqdm
+
+        ms, cfg = self.ms, self.config
+        height, width = cfg.frame_size()
+        chunk, rgb_out, depth_out = 16, [], []
+        vae = self.vae
+
+        def posterior_mean(x):
+            return _posterior_mean(vae, x)
+
+        encode = ms.jit(posterior_mean)
+        jobs = [(v, start) for v in range(cfg.unet.variants) for start in range(0, len(samples), chunk)]
+        for variant, start in tqdm(jobs, desc="encode", unit="batch", disable=not (self.progress and
+                                                                                     self.workers.rank == 0)):
+            rng = np.random.default_rng([cfg.seed, 1, variant, start])
+            indices = np.arange(start, min(start + chunk, len(samples)))
+            images, depth, mask = make_batch(samples, indices, height, width, cfg.augment, rng, signed_unit)
+            rgb_out.append(encode(ms.Tensor(images)).asnumpy())  # (b, C, h, w)
+            depth_out.append(encode(ms.Tensor(normalised_depth(depth, mask))).asnumpy())  # (b, C, h, w)
+        rgb, depth = np.concatenate(rgb_out), np.concatenate(depth_out)  # (N, C, h, w)
+        scaling = float(1.0 / np.concatenate([rgb.ravel(), depth.ravel()]).std())
+        return rgb * scaling, depth * scaling, scaling
+
+    def batch(self, step: int) -> tuple[np.ndarray, ...]:
+        stage = self.config.unet
+        rng = step_rng(self.config.seed, step, self.workers.rank)
+        size, count = stage.optim.batch_size, len(self.rgb_latents)
+        indices = rng.choice(count, size, replace=count < size)
+        train_steps = self.sampler.num_train_timesteps
+        t = rng.integers(0, train_steps, size)  # (B,)
+        clean = self.depth_latents[indices]  # (B, C, h, w)
+        noise = multires_noise(clean.shape, rng, stage.multires_noise, stage.multires_levels, t, train_steps)
+        noisy, velocity = noisy_and_velocity(clean, noise, self.sampler.alphas_cumprod, t)
+        x = np.concatenate([self.rgb_latents[indices], noisy], axis=1)  # (B, 2C, h, w)
+        text = np.repeat(self.context, size, axis=0)  # (B, tokens, hidden)
+        return x, t.astype(np.int64), text, velocity
+
+    def train_step(self) -> float:
+        ms = self.ms
+        x, t, text, velocity = self.batch(self.step)
+        loss = self.step_fn(ms.Tensor(x), ms.Tensor(t), ms.Tensor(text), ms.Tensor(velocity))
+        self.step += 1
+        return float(loss.asnumpy())
+
+    def engine(self, steps: int = 0, **options):
+        """The package's streaming engine on the modules being trained (cold ``steps`` by default)."""
+        from depth_ms.models.marigold.checkpoint import CheckpointInfo, MarigoldParts
+        from depth_ms.models.marigold.engine import EngineOptions, MarigoldEngine
+
+        info = CheckpointInfo(path=str(self.output), prediction_type="depth", default_steps=self.config.unet.val_steps,
+                              default_resolution=self.config.resolution, sampler=self.sampler, variants={},
+                              vae_scale_factor=_vae_factor(self.vae), latent_channels=int(self.vae.config.latent_channels),
+                              scaling_factor=self.scaling)
+        parts = MarigoldParts(info=info, unet=self.net, vae=self.vae, text_embedding=self.ms.Tensor(self.context))
+        engine = MarigoldEngine(parts, EngineOptions(steps=steps, processing_resolution=self.config.resolution,
+                                                     **options))
+        self.net.set_train(True)  # the engine switched the shared modules to inference
+        return engine
+
+    def validate(self) -> dict:
+        if not self.val_samples:
+            return {}
+        if self._engine is None:
+            self._engine = self.engine()
+        d = self.config.data
+        self.net.set_train(False)
+        try:
+            return validate(lambda s: self._engine.run(s.rgb).depth, self.val_samples, d.min_depth, d.max_depth,
+                            "depth")
+        finally:
+            self.net.set_train(True)
+
+    def export(self, path: Path, text_source: Path) -> None:
+        """Write the diffusers folder of the trained model to ``path``."""
+        self.vae.register_to_config(scaling_factor=self.scaling)
+        folder.write_folder(str(path), self.vae, self.net, str(text_source), self.config.resolution,
+                            self.config.unet.val_steps)
+
+
+class MarigoldTraining:
+    """Both stages and the export, as ``rosrun depth_ms train`` runs them for ``family: marigold``."""
+
+    def __init__(self, config: MarigoldTrainConfig, train: SampleSet, val: SampleSet,
+                 workers: Optional[Workers] = None, progress: bool = True, say: Callable[[str], None] = print) -> None:
+        if len(train) == 0:
+            raise ValueError("no usable training samples")
+        self.config, self.train, self.val = config, train, val
+        self.workers, self.progress, self.say = workers or Workers(), progress, say
+        self.output = Path(config.output)
+        self.step = 0
+
+    def _stage_resume(self, trainer: StepTrainer, resume: bool) -> bool:
+        return resume and ckpt.latest_checkpoint(trainer.output) is not None
+
+    def run(self, resume: bool = False, replica_log: Optional[Path] = None) -> dict:
+        """Train the VAE, then the UNet (each resumed from its own last checkpoint), then export ``model/``."""
+        cfg, rank = self.config, self.workers.rank
+        if resume and ckpt.latest_checkpoint(self.output / "vae") is None:
+            raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.output / 'vae' / 'checkpoints'}")
+        text = self.output / ("text" if rank == 0 else f".text.rank{rank}")
+        if not (text / "tokenizer").is_dir():
+            folder.write_text_parts(str(text), cfg.text_encoder, cfg.seed)
+        context = folder.empty_prompt_context(str(text)).asnumpy()  # (1, tokens, hidden)
+
+        def log_for(stage: str) -> Optional[Path]:
+            return replica_log.with_name(f"{replica_log.name}.{stage}") if replica_log else None
+
+        vae = VaeTrainer(cfg, self.train, self.val, self.workers, self.progress, self.say)
+        metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"))
+        if metrics.get("frames"):
+            self.say(f"vae: held-out depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}")
+        unet = UnetTrainer(cfg, vae.net, context, self.train, self.val, self.workers, self.progress, self.say)
+        metrics = unet.run(resume=self._stage_resume(unet, resume), replica_log=log_for("unet"))
+        self.step = unet.step
+        if rank == 0:
+            unet.export(self.output / "model", text)
+            self.say(f"marigold: diffusers folder {self.output / 'model'}")
+        return metrics
+
+
+__all__ = ["MarigoldTraining", "UnetTrainer", "VaeTrainer"]
