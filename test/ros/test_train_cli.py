@@ -145,3 +145,80 @@ def test_msrun_two_workers_keep_replicas_identical(flights, tmp_path):
     np.testing.assert_array_equal(ranks[0], ranks[1])  # same parameters after every step
     assert len(np.unique(ranks[0][:, 1])) == 5  # and they did change each step
     assert (tmp_path / "run" / "checkpoints" / "step_000004").is_dir()
+
+
+MARIGOLD = {"family": "marigold", "resolution": 64, "aspect": [4, 3],
+            "vae": {"arch": {"block_out_channels": [8, 16, 16], "layers_per_block": 1, "latent_channels": 4,
+                             "norm_num_groups": 4, "sample_size": 64},
+                    "crop": 32, "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1}},
+            "unet": {"arch": {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 8,
+                              "norm_num_groups": 8, "cross_attention_dim": 32, "sample_size": 16},
+                     "variants": 1, "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1}, "val_steps": 2},
+            "schedule": {"log_every": 1, "val_every": 4, "checkpoint_every": 2}}
+
+
+def _train_subprocess(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The train CLI in its own process: it turns the inference-only native kernels off for Marigold."""
+    return subprocess.run([sys.executable, "-m", "depth_ms.ros.train", str(config), "--no-progress", *extra],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def marigold_run(flights, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("marigold")
+    config = folder / "marigold.yaml"
+    config.write_text(yaml.safe_dump({**MARIGOLD, "data": {"train": [str(flights / "train" / "*.bag")],
+                                                           "val": [str(flights / "heldout" / "*.bag")]},
+                                      "output": str(folder / "run")}))
+    result = _train_subprocess(config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, config, result.stdout, flights
+
+
+def test_marigold_training_runs_both_stages_and_exports_a_diffusers_folder(marigold_run):
+    folder, _, out, _ = marigold_run
+    assert "vae: held-out depth round trip AbsRel" in out and "held-out abs_rel" in out
+    run = folder / "run"
+    for stage in ("vae", "unet"):
+        assert sorted(p.name for p in (run / stage / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
+        assert (run / stage / "plot.png").is_file()
+    model = run / "model"
+    assert sorted(p.name for p in model.iterdir()) == ["model_index.json", "scheduler", "text_encoder", "tokenizer",
+                                                       "unet", "vae"]
+    index = yaml.safe_load((model / "model_index.json").read_text())
+    assert index["default_processing_resolution"] == 64 and index["default_denoising_steps"] == 2
+    unet_config = yaml.safe_load((model / "unet" / "config.json").read_text())
+    assert unet_config["in_channels"] == 8 and unet_config["out_channels"] == 4
+
+
+def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
+    """The exported folder loads in the estimator and in diffusers' MarigoldDepthPipeline; same depth."""
+    torch = pytest.importorskip("torch")
+    from diffusers import MarigoldDepthPipeline
+
+    from depth_ms.models import registry
+
+    model = str(marigold_run[0] / "run" / "model")
+    estimator = registry.create("marigold", {"checkpoint": model, "steps": 2})
+    assert estimator.weights == f"explicit: {model}"
+    rgb = _rgb_frames(marigold_run[3] / "heldout" / "heldout_000.bag")[0]  # (72, 96, 3)
+    ours = estimator.engine.run(rgb)
+    assert ours.depth.shape == rgb.shape[:2] and 0 <= ours.depth.min() and ours.depth.max() <= 1
+    pipe = MarigoldDepthPipeline.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    image = torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+    ref = pipe(image, num_inference_steps=2, processing_resolution=64,
+               latents=torch.from_numpy(estimator.engine.noise(ours.latent.shape))).prediction[0, :, :, 0]
+    assert float(np.abs(ours.depth - ref).max()) <= 1e-4
+
+
+def test_marigold_resume_continues_the_unet_stage(marigold_run, tmp_path):
+    folder, config, _, _ = marigold_run
+    longer = tmp_path / "longer.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["unet"]["optim"]["steps"] = 6
+    longer.write_text(yaml.safe_dump(data))
+    result = _train_subprocess(longer, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stdout and "done at step 6" in result.stdout
+    assert (folder / "run" / "unet" / "checkpoints" / "step_000006").is_dir()

@@ -10,10 +10,12 @@ from depth_ms.evaluation.records import FrameRecord
 from depth_ms.training import checkpoints as ckpt
 from depth_ms.training.augment import AugmentConfig, make_batch, step_rng
 from depth_ms.training.config import load_train_config
+from depth_ms.training.diffusion import multires_noise, noisy_and_velocity, normalised_depth
 from depth_ms.training.flights import load_flight_plan, plan_flights
 from depth_ms.training.progress_log import ProgressLog
-from depth_ms.training.samples import Sample, SampleSet, read_dataset_folder
 from depth_ms.training.loop import learning_rates
+from depth_ms.training.marigold_config import MarigoldTrainConfig
+from depth_ms.training.samples import Sample, SampleSet, read_dataset_folder
 
 PLAN = {
     "variation": {"sizes": [[64, 48], [96, 54]]},
@@ -114,6 +116,51 @@ def test_train_config_errors_name_the_key(change, named):
     config.update(change)
     with pytest.raises(ConfigError, match=named):
         load_train_config(config)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"vae": {"crop": 40}}, "vae.crop"),
+    ({"unet": {"variants": 0}}, "variants"),
+    ({"unet": {"optim": {"lr": -1}}}, "min_lr"),
+    ({"vae": {"archh": {}}}, "archh"),
+])
+def test_marigold_config_is_strict_and_names_the_key(change, named):
+    config = {"family": "marigold", "data": {"train": ["x"]}}
+    config.update(change)
+    with pytest.raises(ConfigError, match=named):
+        load_train_config(config)
+
+
+def test_marigold_config_builds_frames_at_the_processing_resolution():
+    config = load_train_config({"family": "marigold", "data": {"train": ["x"]}, "resolution": 128})
+    assert isinstance(config, MarigoldTrainConfig) and config.frame_size() == (96, 128)
+
+
+def test_marigold_depth_target_spans_minus_one_to_one_by_quantiles_and_sky_is_far():
+    depth = np.tile(np.linspace(2.0, 52.0, 100, dtype=np.float32), (2, 10, 1))  # (2, 10, 100)
+    mask = np.ones_like(depth)
+    mask[1, :, 90:] = 0  # no return: sky
+    target = normalised_depth(depth, mask)
+    assert target.shape == (2, 3, 10, 100) and np.array_equal(target[:, 0], target[:, 2])
+    assert target.min() == -1.0 and target.max() == 1.0
+    near, far = np.quantile(depth[0], [0.02, 0.98])
+    np.testing.assert_allclose(target[0, 0, 0, 50], (depth[0, 0, 50] - near) / (far - near) * 2 - 1, atol=1e-5)
+    assert np.all(target[1, :, :, 90:] == 1.0)
+    assert np.all(np.diff(target[0, 0, 0]) >= 0)  # monotonic in depth
+
+
+def test_noising_and_velocity_recover_the_clean_latent():
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal((4, 4, 6, 8)).astype(np.float32)
+    t = np.array([0, 250, 700, 999])
+    alphas = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+    noise = multires_noise(clean.shape, rng, 0.9, 3, t, 1000)
+    assert abs(float(noise.std()) - 1.0) < 0.1
+    noisy, velocity = noisy_and_velocity(clean, noise, alphas, t)
+    a = alphas[t][:, None, None, None]
+    np.testing.assert_allclose(np.sqrt(a) * noisy - np.sqrt(1 - a) * velocity, clean, atol=1e-4)
+    again = multires_noise(clean.shape, np.random.default_rng(5), 0.9, 3, t, 1000)
+    np.testing.assert_array_equal(again, multires_noise(clean.shape, np.random.default_rng(5), 0.9, 3, t, 1000))
 
 
 def test_progress_log_drops_rows_after_the_resumed_step_and_plots(tmp_path):

@@ -16,6 +16,7 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped"
 # model -> file or folder name in SHIPPED_DIR (trained by the package on simulator flights)
 SHIPPED_NAMES = {
     "midas": "fast_depth_sim.safetensors",
+    "marigold": "marigold_sim",
 }
 
 # model -> file or folder name inside the weights directory (the official release names)

@@ -48,9 +48,32 @@ class Workers:
         return cls(get_rank(), get_group_size())
 
 
-def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: float) -> Callable:
+class _Recompiled:
+    """``ms.jit(fn)`` compiled afresh every ``runs`` calls (0 = once).
+
+    MindSpore 2.7.1 on the CPU: the compiled training step of an AutoencoderKL stopped returning on its 33rd
+    run (a kernel of the encoder's backward never finished, same inputs every step); a newly compiled
+    function runs 32 times again. The parameters and optimizer state live in Parameters and carry over.
+    """
+
+    def __init__(self, ms, fn: Callable, runs: int) -> None:
+        self.ms, self.fn, self.runs, self.count, self.compiled = ms, fn, runs, 0, ms.jit(fn)
+
+    def __call__(self, *inputs):
+        if self.runs and self.count and self.count % self.runs == 0:
+            def again(*args):
+                return self.fn(*args)
+
+            self.compiled = self.ms.jit(again)
+        self.count += 1
+        return self.compiled(*inputs)
+
+
+def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: float, recompile_every: int = 0
+                  ) -> Callable:
     """``ms.jit`` step: loss and gradients of ``loss_fn(*inputs)``, averaged over workers (AllReduce),
-    clipped by global norm, applied by ``optimizer``; returns the (worker-mean) loss."""
+    clipped by global norm, applied by ``optimizer``; returns the (worker-mean) loss. ``recompile_every``:
+    see :class:`_Recompiled`."""
     from mindspore import nn, ops
 
     grad_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
@@ -69,7 +92,7 @@ def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: floa
         optimizer(grads)
         return loss
 
-    return ms.jit(step)
+    return _Recompiled(ms, step, recompile_every)
 
 
 def adamw(ms, params: list, optim: OptimConfig, lrs: np.ndarray):

@@ -13,7 +13,8 @@ Warm-start schemes (``warm_start``):
 - ``renoise``: SDEdit style: noise the previous latent to the timestep ``steps - warm_steps`` steps
   into the ``steps``-step schedule and run only the remaining ``warm_steps`` steps.
 - ``renoise_warp``: ``renoise`` after warping the previous latent into the current view, with the
-  drone pose and the previous depth when the frame has a pose and intrinsics, else with optical flow.
+  drone pose and the previous depth when the frame has a pose and intrinsics (and ``warp_motion`` is
+  ``auto``), else with optical flow.
 The first frame, and any frame after :meth:`reset`, a size change, a time jump or a scene cut, is cold.
 A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or forward by more
 than ``max_frame_gap`` plus the time the previous frame took here: a live node drops the images that
@@ -57,6 +58,7 @@ class EngineOptions:
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
     max_frame_gap: float = 1.0  # stamp gap (s) beyond which the next frame is cold; forward: plus the last frame's time
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
+    warp_motion: str = "auto"  # renoise_warp: auto (the drone pose when the frame has one, else optical flow) | flow
 
     def validate(self) -> None:
         if self.warm_start not in WARM_STARTS:
@@ -65,6 +67,8 @@ class EngineOptions:
             raise ValueError(f"tiny_vae_side '{self.tiny_vae_side}' is not one of both, decode, encode")
         if self.unet_graphs not in ("blocks", "whole"):
             raise ValueError(f"unet_graphs '{self.unet_graphs}' is not one of blocks, whole")
+        if self.warp_motion not in ("auto", "flow"):
+            raise ValueError(f"warp_motion '{self.warp_motion}' is not one of auto, flow")
         if self.steps < 0 or self.warm_steps < 1 or self.ensemble < 1 or self.processing_resolution < 0:
             raise ValueError("steps >= 0, warm_steps >= 1, ensemble >= 1 and processing_resolution >= 0 required")
         if not 0.0 <= self.blend <= 1.0:
@@ -252,7 +256,8 @@ class MarigoldEngine:
 
     def _warp(self, latent: np.ndarray, frame: Optional[Frame], grey: np.ndarray) -> tuple[np.ndarray, str]:
         prev = self._prev
-        have_pose = (frame is not None and frame.pose_map_camera is not None and prev.get("pose") is not None
+        have_pose = (self.options.warp_motion == "auto" and frame is not None and frame.pose_map_camera is not None
+                     and prev.get("pose") is not None
                      and frame.intrinsics is not None and frame.intrinsics.is_valid())
         if have_pose:
             h, w = latent.shape[-2:]

@@ -20,12 +20,12 @@ from depth_ms.models.base import EstimatorError
 class MarigoldOptions:
     """Estimator options (``~estimator`` of depth_node; README, 'Marigold')."""
 
-    checkpoint: str = ""  # diffusers folder; "" = <weights dir>/marigold-depth-v1-1 (LCM: ...-lcm-v1-0)
+    checkpoint: str = ""  # diffusers folder; "" = <weights dir>/marigold-depth-v1-1 (LCM: ...-lcm-v1-0), else shipped
     tiny_vae: str = ""  # AutoencoderTiny (TAESD) folder; "" = the checkpoint's full VAE
     tiny_vae_side: str = "both"  # both | decode | encode: where the tiny VAE replaces the full one
     unet_graphs: str = "whole"  # graph mode: whole (one graph) | blocks (a graph per UNet block: less memory, slower)
     steps: int = 0  # 0 = the checkpoint's default
-    processing_resolution: int = 0  # longer edge in pixels; 0 = the input size
+    processing_resolution: int = -1  # longer edge in pixels; -1 = the checkpoint's (model_index.json); 0 = input size
     warm_start: str = "none"  # none | blend | renoise | renoise_warp
     warm_steps: int = 1
     blend: float = 0.1
@@ -34,6 +34,7 @@ class MarigoldOptions:
     scene_cut: float = 0.25
     max_frame_gap: float = 1.0
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
+    warp_motion: str = "auto"  # renoise_warp: auto (pose when the frame has one, else optical flow) | flow
     compile_cache: str = ""  # graph mode: MindSpore's compile cache folder, e.g. ~/.cache/depth_ms/compile;
     # "" = off. Only for a fixed input size: cached graphs are reused for another size (wrong depth).
 
@@ -49,7 +50,8 @@ class MarigoldEstimator:
         self.weights = weights  # which checkpoint runs ("official: <path>", ...)
         info = engine.parts.info
         self.kind = DepthKind.AFFINE_DISPARITY if info.prediction_type == "disparity" else DepthKind.AFFINE_DEPTH
-        self.uses_pose = engine.options.warm_start == "renoise_warp"  # the node then looks up the camera TF
+        # the node then looks up the camera TF
+        self.uses_pose = engine.options.warm_start == "renoise_warp" and engine.options.warp_motion == "auto"
 
     def predict(self, frame: Frame) -> DepthPrediction:
         result = self.engine.run(frame.rgb, frame)
@@ -80,18 +82,21 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
     opts = from_dict(MarigoldOptions, options, "estimator")
     from .engine import EngineOptions
 
+    found = weights.locate(opts.checkpoint, default_model, "Marigold checkpoint folder")
+    checkpoint_path = found.path
+    tiny_path = weights.resolve(opts.tiny_vae, "taesd") if opts.tiny_vae else ""
+    from .checkpoint import check_folder, check_tiny_vae_folder
+
+    info = check_folder(checkpoint_path)  # fail on a missing file before MindSpore starts
+    if tiny_path:
+        check_tiny_vae_folder(tiny_path)
+    if opts.processing_resolution == -1:  # the resolution the checkpoint was made for (model_index.json)
+        opts.processing_resolution = info.default_resolution
     engine_opts = EngineOptions(**{f.name: getattr(opts, f.name) for f in fields(EngineOptions)})
     try:
         engine_opts.validate()
     except ValueError as exc:
         raise EstimatorError(f"estimator options: {exc}") from exc
-    checkpoint_path = weights.resolve(opts.checkpoint, default_model)
-    tiny_path = weights.resolve(opts.tiny_vae, "taesd") if opts.tiny_vae else ""
-    from .checkpoint import check_folder, check_tiny_vae_folder
-
-    check_folder(checkpoint_path)  # fail on a missing file before MindSpore starts
-    if tiny_path:
-        check_tiny_vae_folder(tiny_path)
     if mode == "graph" and opts.compile_cache and os.path.isfile(sys.argv[0]):  # the cache hashes the entry script
         # Reuses compiled graphs across runs (measured: SD2-size first frame 50 s -> 28 s); it keys on the
         # network, not on weight values (test_compile_cache_reuses_graphs_not_weights), but not on the
@@ -109,7 +114,7 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
         engine = MarigoldEngine(parts, engine_opts)
     except ValueError as exc:
         raise EstimatorError(f"estimator options: {exc}") from exc
-    return MarigoldEstimator(engine, name, f"{'explicit' if opts.checkpoint else 'official'}: {checkpoint_path}")
+    return MarigoldEstimator(engine, name, found.describe())
 
 
 def compile_cache_path(base: str, checkpoint_path: str, tiny_path: str, engine_opts) -> str:
