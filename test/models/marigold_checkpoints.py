@@ -63,16 +63,9 @@ def write_sd2_text_encoder(path: str, seed: int = 0) -> None:
 
 def _write_tokenizer(path: str) -> None:
     """A CLIP tokenizer whose vocabulary holds only the special tokens (Marigold encodes the empty prompt)."""
-    from transformers import CLIPTokenizer
+    from depth_ms.training.marigold_folder import write_tokenizer
 
-    os.makedirs(path, exist_ok=True)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2}
-    vocab_file, merges_file = os.path.join(path, "vocab.json"), os.path.join(path, "merges.txt")
-    with open(vocab_file, "w") as f:
-        json.dump(vocab, f)
-    with open(merges_file, "w") as f:
-        f.write("#version: 0.2\n")
-    CLIPTokenizer(vocab_file, merges_file, pad_token="<|endoftext|>").save_pretrained(path)
+    write_tokenizer(path)
 
 
 def write_marigold_folder(path: str, size: str = "tiny", scheduler: str = "ddim", seed: int = 0,

@@ -68,6 +68,23 @@ def test_loss_ignores_scale_and_shift_and_punishes_structure():
     assert _loss(wild, depth * mask, mask) == pytest.approx(exact, abs=1e-4)
 
 
+def test_a_recompiled_step_keeps_its_state_across_compilations():
+    from depth_ms.training.loop import _Recompiled
+
+    total = ms.Parameter(ms.Tensor(np.zeros(1, np.float32)), name="total")
+
+    def add(x):
+        ms.ops.assign_add(total, x)  # state outside the compiled function, as the optimizer's
+        return total * 1.0
+
+    step = _Recompiled(ms, add, runs=2)
+    compiled = set()
+    for _ in range(5):
+        out = step(ms.Tensor(np.ones(1, np.float32)))
+        compiled.add(id(step.compiled))
+    assert float(out.asnumpy()[0]) == 5.0 and len(compiled) == 3
+
+
 def test_training_lowers_the_loss_and_writes_a_checkpoint_the_estimator_loads(tmp_path, tiny_samples):
     config = _config(tmp_path, optim={"steps": 30}, schedule={"val_every": 30, "checkpoint_every": 30})
     trainer = FastDepthTrainer(config, tiny_samples, tiny_samples, progress=False, say=lambda _: None)
@@ -142,6 +159,29 @@ def test_shipped_model_loads_without_any_weights_directory_and_scores_held_out_f
     abs_rel = np.mean([s["abs_rel"] for s in scores])
     delta1 = np.mean([s["delta1"] for s in scores])
     assert abs_rel < 0.09 and delta1 > 0.9, (abs_rel, delta1)
+
+
+def test_shipped_marigold_runs_cold_and_warm_on_held_out_flights(tmp_path, monkeypatch):
+    """The quality regression bar of the shipped Marigold-family folder: 4 cold steps, as the labeller scores
+    it, and its warm frames (1 step) stay close."""
+    monkeypatch.setenv("DEPTH_MS_WEIGHTS", str(tmp_path / "empty"))
+    estimator = registry.create("marigold", {"steps": 4, "warm_start": "renoise"}, mode="graph")
+    assert estimator.weights == f"shipped: {weight_files.shipped('marigold')}"
+    plan = load_flight_plan(ROOT / "config" / "training" / "flights.yaml")
+    cold, warm = [], []
+    for flight in plan_flights(plan, "heldout")[:4]:
+        sim = DroneSimulator(load_sim_config({**_as_dict(flight.config), "width": 320, "height": 240,
+                                              "rate_hz": 10.0}))
+        estimator.reset()
+        for index in (30, 31):  # 0.1 s apart, as the 10 Hz camera: the second frame is warm
+            frame = sim.render(index)
+            prediction = estimator.predict(Frame(rgb=frame.rgb, stamp=index * 0.1))
+            (warm if prediction.warm else cold).append(score_relative(prediction.depth, frame.depth, 0.2, 65.535,
+                                                                      "depth"))
+    assert len(cold) == 4 and len(warm) == 4
+    cold_abs_rel, cold_delta1 = np.mean([s["abs_rel"] for s in cold]), np.mean([s["delta1"] for s in cold])
+    assert cold_abs_rel < MARIGOLD_ABS_REL and cold_delta1 > MARIGOLD_DELTA1, (cold_abs_rel, cold_delta1)
+    assert np.mean([s["abs_rel"] for s in warm]) < 1.25 * cold_abs_rel
 
 
 def _as_dict(config):

@@ -40,6 +40,7 @@ from .checkpoint import MarigoldParts
 from .ensemble import ensemble_depth
 
 WARM_STARTS = ("none", "blend", "renoise", "renoise_warp")
+LARGE_VAE_PARAMETERS = 20_000_000  # a full VAE above this runs eagerly in graph mode (SD's: 84 M)
 
 
 @dataclass
@@ -145,9 +146,14 @@ class _Modules:
         if unet_graphs == "blocks" and ms.get_context("mode") == ms.GRAPH_MODE and unet_segments.supports(parts.unet):
             self.denoise = unet_segments.SegmentedUNet(parts.unet)  # same call, one graph per block
         self.text = parts.text_embedding  # (1, tokens, hidden)
-        # In graph mode the full VAE runs eagerly: MindSpore's CPU graphs hold every intermediate tensor at
-        # once (VAE decode 4.5 vs 1.7 GB at 320x240; out of 24 GB at 640x480), for 15-25 % of its time.
-        self.eager_encode, self.eager_decode = not enc_tiny, not dec_tiny
+        # In graph mode a large full VAE runs eagerly: MindSpore's CPU graphs hold every intermediate tensor at
+        # once (SD's VAE decode 4.5 vs 1.7 GB at 320x240; out of 24 GB at 640x480), for 15-25 % of its time.
+        # A small one (the shipped sim-trained VAE: 0.7 M parameters) stays compiled.
+        def large(vae) -> bool:
+            return sum(p.size for p in vae.get_parameters()) > LARGE_VAE_PARAMETERS
+
+        self.eager_encode = not enc_tiny and large(enc_vae)
+        self.eager_decode = not dec_tiny and large(dec_vae)
 
     def call(self, cell, eager: bool, *inputs):
         """``cell(*inputs)``; with ``eager`` in PyNative even when the context is in graph mode."""
