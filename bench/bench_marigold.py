@@ -12,6 +12,10 @@ loading the weights):
 - ``ours_warm1_tiny_blocks``: the same with ``unet_graphs='blocks'`` (one graph per UNet block instead of one
   for the pass: less memory, slower).
 
+``--shipped``: the same rows on the Marigold-family folder the package ships (its 1-layer text encoder, its
+processing resolution 128 for every row, the reference included): the like-for-like comparison at the size
+the shipped model runs; ``ours_warm1`` is then the node's streaming configuration.
+
 Input: consecutive simulator frames (defaults of config/sim.yaml at the requested size). The first call (compilation
 in graph mode, cold frame for the warm rows) is reported separately; "median" is over the following
 frames. Weights: ``write_marigold_folder(size='sd2')`` and ``write_taesd_folder(size='sd')`` once; by default
@@ -19,6 +23,7 @@ frames. Weights: ``write_marigold_folder(size='sd2')`` and ``write_taesd_folder(
 the reference keeps it in memory (``bench_marigold_parts.with_sd2_text_encoder``).
 
     python bench/bench_marigold.py --sizes 320x240 640x480 --frames 4 --mode graph
+    python bench/bench_marigold.py --shipped --sizes 320x240 --frames 12 --configs torch_4step ours_cold4 ours_warm1
 """
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ def sim_frames(width: int, height: int, count: int) -> list:
     return [sim.render(i).to_frame() for i in range(count)]
 
 
-def run_torch(folder: str, frames: list) -> tuple:
+def run_torch(folder: str, frames: list, resolution: int) -> tuple:
     import torch
     from diffusers import MarigoldDepthPipeline
 
@@ -60,16 +65,16 @@ def run_torch(folder: str, frames: list) -> tuple:
     for frame in frames:
         start = time.perf_counter()
         with torch.no_grad():
-            pipe(frame.rgb, num_inference_steps=4, ensemble_size=1, processing_resolution=0,
+            pipe(frame.rgb, num_inference_steps=4, ensemble_size=1, processing_resolution=resolution,
                  output_type="np", generator=torch.Generator().manual_seed(0))
         times.append(time.perf_counter() - start)
     return times, {}
 
 
-def run_ours(config: str, folder: str, taesd: str, mode: str, frames: list) -> tuple:
+def run_ours(config: str, folder: str, taesd: str, mode: str, frames: list, resolution: int) -> tuple:
     from depth_ms.models import registry
 
-    options = {"checkpoint": folder, "steps": 4, "processing_resolution": 0,  # the input size, as torch_4step
+    options = {"checkpoint": folder, "steps": 4, "processing_resolution": resolution,  # as torch_4step
                "warm_start": "none" if config == "ours_cold4" else "blend",
                "warm_steps": 1, "tiny_vae": taesd if config.startswith("ours_warm1_tiny") else "",
                "unet_graphs": "blocks" if config.endswith("_blocks") else "whole"}
@@ -86,13 +91,14 @@ def run_ours(config: str, folder: str, taesd: str, mode: str, frames: list) -> t
     return times, dict(steps=steps, split=split)
 
 
-def worker(config: str, width: int, height: int, count: int, folder: str, taesd: str, mode: str) -> dict:
+def worker(config: str, width: int, height: int, count: int, folder: str, taesd: str, mode: str,
+           resolution: int) -> dict:
     frames = sim_frames(width, height, count)
     t = time.perf_counter()
     if config == "torch_4step":
-        times, extra = run_torch(folder, frames)
+        times, extra = run_torch(folder, frames, resolution)
     else:
-        times, extra = run_ours(config, folder, taesd, mode, frames)
+        times, extra = run_ours(config, folder, taesd, mode, frames, resolution)
     total = time.perf_counter() - t
     return dict(first_s=times[0], median_s=float(np.median(times[1:] if len(times) > 1 else times)),
                 total_s=total, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, **extra)
@@ -109,19 +115,29 @@ def main() -> None:
                         help="sd2: the real-size text encoder (1.4 GB, as Marigold v1-1); small: --folder's own (49 MB)")
     parser.add_argument("--taesd", default=DEFAULT_TAESD)
     parser.add_argument("--json", default="")
+    parser.add_argument("--shipped", action="store_true", help="the shipped sim-trained folder at its resolution")
+    parser.add_argument("--resolution", type=int, default=0, help="processing resolution of every row (0 = input)")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         config, size = args.worker
         width, height = (int(v) for v in size.split("x"))
-        print(json.dumps(worker(config, width, height, args.frames, args.folder, args.taesd, args.mode)))
+        print(json.dumps(worker(config, width, height, args.frames, args.folder, args.taesd, args.mode,
+                                args.resolution)))
         return
 
+    if args.shipped:
+        sys.path.insert(0, os.path.join(ROOT, "src"))
+        from depth_ms.models import weights
+
+        args.folder, args.text_encoder = weights.shipped("marigold"), "small"
+        with open(os.path.join(args.folder, "model_index.json")) as f:
+            args.resolution = json.load(f)["default_processing_resolution"]
     ensure_weights(args.folder, args.taesd)
     if args.text_encoder == "sd2":
         args.folder = with_sd2_text_encoder(args.folder)
-    print(f"checkpoint: {args.folder}")
+    print(f"checkpoint: {args.folder}, processing resolution {args.resolution or 'input size'}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")]))
     rows = []
     print(f"| config | input | mode | first frame s | median frame s (frames 2..{args.frames}) | steps | "
@@ -131,7 +147,8 @@ def main() -> None:
         ref = None
         for config in args.configs:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", config, size, "--frames", str(args.frames),
-                   "--mode", args.mode, "--folder", args.folder, "--taesd", args.taesd]
+                   "--mode", args.mode, "--folder", args.folder, "--taesd", args.taesd, "--resolution",
+                   str(args.resolution)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             mode = "torch" if config.startswith("torch") else args.mode

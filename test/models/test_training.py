@@ -69,7 +69,7 @@ def test_loss_ignores_scale_and_shift_and_punishes_structure():
 
 
 def test_a_recompiled_step_keeps_its_state_across_compilations():
-    from depth_ms.training.loop import _Recompiled
+    from depth_ms.training.loop import RecompiledStep
 
     total = ms.Parameter(ms.Tensor(np.zeros(1, np.float32)), name="total")
 
@@ -77,7 +77,7 @@ def test_a_recompiled_step_keeps_its_state_across_compilations():
         ms.ops.assign_add(total, x)  # state outside the compiled function, as the optimizer's
         return total * 1.0
 
-    step = _Recompiled(ms, add, runs=2)
+    step = RecompiledStep(ms, add, runs=2)
     compiled = set()
     for _ in range(5):
         out = step(ms.Tensor(np.ones(1, np.float32)))

@@ -48,7 +48,7 @@ class Workers:
         return cls(get_rank(), get_group_size())
 
 
-class _Recompiled:
+class RecompiledStep:
     """``ms.jit(fn)`` compiled afresh every ``runs`` calls (0 = once).
 
     MindSpore 2.7.1 on the CPU: the compiled training step of an AutoencoderKL stopped returning on its 33rd
@@ -73,7 +73,7 @@ def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: floa
                   ) -> Callable:
     """``ms.jit`` step: loss and gradients of ``loss_fn(*inputs)``, averaged over workers (AllReduce),
     clipped by global norm, applied by ``optimizer``; returns the (worker-mean) loss. ``recompile_every``:
-    see :class:`_Recompiled`."""
+    see :class:`RecompiledStep`."""
     from mindspore import nn, ops
 
     grad_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
@@ -92,7 +92,7 @@ def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: floa
         optimizer(grads)
         return loss
 
-    return _Recompiled(ms, step, recompile_every)
+    return RecompiledStep(ms, step, recompile_every)
 
 
 def adamw(ms, params: list, optim: OptimConfig, lrs: np.ndarray):
@@ -223,4 +223,4 @@ class StepTrainer:
         return metrics
 
 
-__all__ = ["StepTrainer", "Workers", "adamw", "compiled_step", "learning_rates"]
+__all__ = ["RecompiledStep", "StepTrainer", "Workers", "adamw", "compiled_step", "learning_rates"]

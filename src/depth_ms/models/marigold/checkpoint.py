@@ -113,7 +113,7 @@ def check_folder(path: str) -> CheckpointInfo:
     variants = {part: _weight_variant(path, part) for part in WEIGHT_FILES}
     return CheckpointInfo(path=path, prediction_type=prediction,
                           default_steps=int(index.get("default_denoising_steps") or 4),
-                          default_resolution=int(index.get("default_processing_resolution") or 768),
+                          default_resolution=int(index.get("default_processing_resolution", 768)),  # 0: input size
                           sampler=sampler, variants=variants,
                           vae_scale_factor=2 ** (len(vae_cfg.get("block_out_channels", [0] * 4)) - 1),
                           latent_channels=latent, scaling_factor=float(vae_cfg.get("scaling_factor", 0.18215)))
