@@ -36,12 +36,16 @@ class UnetStage:
     variants: int = 2  # augmented copies of every training frame, each encoded once by the frozen VAE
     multires_noise: float = 0.9  # Marigold's multi-resolution noise strength (annealed with t); 0 = plain noise
     multires_levels: int = 3  # octaves of the multi-resolution noise
+    timestep_focus: float = 0.0  # share of samples whose timestep is drawn from the val_steps-step trailing
+    # schedule the engine runs (999, 749, 499, 249 for 4), the rest uniformly from all 1000; 0 = Marigold's uniform
     optim: OptimConfig = field(default_factory=OptimConfig)
     val_steps: int = 4  # cold DDIM steps of validation (through the streaming engine)
 
     def validate(self) -> None:
         if self.variants < 1 or self.val_steps < 1 or self.multires_levels < 1:
             raise ConfigError("unet: variants, val_steps and multires_levels must be >= 1")
+        if not 0 <= self.timestep_focus <= 1:
+            raise ConfigError(f"unet.timestep_focus: expected [0, 1], got {self.timestep_focus}")
         if not 0 <= self.multires_noise < 1:
             raise ConfigError(f"unet.multires_noise: expected [0, 1), got {self.multires_noise}")
 

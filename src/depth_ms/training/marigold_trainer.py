@@ -6,7 +6,8 @@
 2. **UNet** (``unet/``), as Marigold trains (Ke et al., CVPR 2024): the VAE frozen; every training frame,
    in ``unet.variants`` augmented copies at the processing size, is encoded once (posterior mean times the
    scaling factor, which is set so the latents have unit variance); each step draws latents, a DDPM timestep
-   and (multi-resolution) noise per sample, feeds concat(RGB latent, noisy depth latent) and the
+   (uniform, or with ``timestep_focus`` partly from the trailing schedule the engine runs) and
+   (multi-resolution) noise per sample, feeds concat(RGB latent, noisy depth latent) and the
    empty-prompt embedding to the 8-channel UNet, and regresses the v-prediction target (MSE).
    Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the held-out flights.
 3. **Export** (``model/``): the diffusers folder (:mod:`.marigold_folder`) the estimator loads.
@@ -188,6 +189,8 @@ class UnetTrainer(StepTrainer):
         indices = rng.choice(count, size, replace=count < size)
         train_steps = self.sampler.num_train_timesteps
         t = rng.integers(0, train_steps, size)  # (B,)
+        focused = rng.random(size) < stage.timestep_focus  # (B,) these take a timestep the engine runs
+        t = np.where(focused, rng.choice(self.sampler.timesteps(stage.val_steps), size), t)
         clean = self.depth_latents[indices]  # (B, C, h, w)
         noise = multires_noise(clean.shape, rng, stage.multires_noise, stage.multires_levels, t, train_steps)
         noisy, velocity = noisy_and_velocity(clean, noise, self.sampler.alphas_cumprod, t)
