@@ -79,6 +79,7 @@ def write_text_parts(folder: str, arch: Mapping[str, Any], seed: int) -> None:
 
     ms.set_seed(seed)
     CLIPTextModel(CLIPTextConfig(**text_config(arch))).save_pretrained(os.path.join(folder, "text_encoder"))
+    mark_as_pytorch_format(os.path.join(folder, "text_encoder", "model.safetensors"))
     write_tokenizer(os.path.join(folder, "tokenizer"))
 
 
@@ -91,14 +92,23 @@ def empty_prompt_context(folder: str):
     return empty_prompt_embedding(folder, encoder)
 
 
+def mark_as_pytorch_format(path: str) -> None:
+    """Rewrite a safetensors file with ``format: pt`` metadata (mindone writes ``np``, which diffusers and
+    transformers refuse); the tensors are unchanged."""
+    from safetensors.numpy import load_file, save_file
+
+    save_file(load_file(path), path, metadata={"format": "pt"})
+
+
 def write_folder(folder: str, vae, unet, text_source: str, resolution: int, steps: int) -> None:
     """Write the diffusers folder: ``vae`` and ``unet`` (mindone models), the text parts copied from
     ``text_source`` (a folder written by :func:`write_text_parts`), the scheduler and model_index.json."""
     import shutil
 
     os.makedirs(folder, exist_ok=True)
-    vae.save_pretrained(os.path.join(folder, "vae"))
-    unet.save_pretrained(os.path.join(folder, "unet"))
+    for part, model in (("vae", vae), ("unet", unet)):
+        model.save_pretrained(os.path.join(folder, part))
+        mark_as_pytorch_format(os.path.join(folder, part, "diffusion_pytorch_model.safetensors"))
     for part in ("text_encoder", "tokenizer"):
         shutil.rmtree(os.path.join(folder, part), ignore_errors=True)
         shutil.copytree(os.path.join(text_source, part), os.path.join(folder, part))
