@@ -144,7 +144,7 @@ class UnetTrainer(StepTrainer):
         self.net = folder.build_unet(stage.arch, config.seed)
         self.net.set_train(True)
         self.arch_metadata = {"depth_ms.marigold_unet": json.dumps(folder.unet_config(stage.arch), sort_keys=True),
-                              "depth_ms.marigold_vae": json.dumps(dict(vae.config), sort_keys=True, default=str)}
+                              "depth_ms.marigold_vae": json.dumps(folder.vae_config(config.vae.arch), sort_keys=True)}
         self.metadata = {**self.arch_metadata, "depth_ms.latent_scaling": f"{self.scaling:.9g}"}
         self.lrs = learning_rates(stage.optim)
         self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
