@@ -20,9 +20,10 @@ GT = "/camera/depth/image_raw"
 TOPICS = {GT: Image, OUT + "image": Image, OUT + "info": DepthInfo}
 
 
-# model -> (depth kind, alignment space, AbsRel below, delta1 above) on the default flight (seed 7, not held out)
+# model -> (depth kind, alignment space, AbsRel below, delta1 above) on the default flight (seed 7, not held out);
+# the shipped Marigold-family model scores AbsRel 0.18, delta1 0.74 on the held-out flights (docs/training.md)
 CASES = {"midas": (DepthInfo.AFFINE_DISPARITY, "disparity", 0.12, 0.85),
-         "marigold": (DepthInfo.AFFINE_DEPTH, "depth", MARIGOLD_ABS_REL, MARIGOLD_DELTA1)}
+         "marigold": (DepthInfo.AFFINE_DEPTH, "depth", 0.3, 0.55)}
 
 
 @pytest.mark.parametrize("model", sorted(CASES))
