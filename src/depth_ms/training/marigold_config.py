@@ -30,7 +30,7 @@ class VaeStage:
 
 @dataclass
 class UnetStage:
-    """Fine-tune nothing, train from scratch: the 8-channel UNet on frozen-VAE latents, as Marigold trains."""
+    """The 8-channel UNet, from scratch, on latents of the frozen VAE, as Marigold trains its UNet."""
 
     arch: Mapping[str, Any] = field(default_factory=dict)  # UNet2DConditionModel config fields
     variants: int = 2  # augmented copies of every training frame, each encoded once by the frozen VAE
