@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 
+from depth_ms.training.marigold_folder import SCHEDULER
 from tiny_configs import randomise
 
 # Scheduler configs as published with the two official checkpoints.
-DDIM_V1_1 = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                 num_train_timesteps=1000, prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                 set_alpha_to_one=False, steps_offset=1, thresholding=False, timestep_spacing="trailing")
+DDIM_V1_1 = {key: value for key, value in SCHEDULER.items() if key != "_class_name"}  # the one the package ships
 LCM_V1_0 = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                 num_train_timesteps=1000, original_inference_steps=50, prediction_type="v_prediction",
                 rescale_betas_zero_snr=False, set_alpha_to_one=True, steps_offset=1, thresholding=False,
