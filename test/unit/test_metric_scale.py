@@ -99,7 +99,7 @@ def test_filter_smooths_in_log_scale_gates_outliers_and_restarts_after_repeated_
 def test_to_metres_inverts_disparity_and_marks_out_of_range_nan():
     values = np.array([[0.0, 0.5, 2.0, -1.0, np.nan]], np.float32)
     np.testing.assert_allclose(to_metres(values, DepthKind.AFFINE_DISPARITY, 2.0, 0.0, 0.4, 10.0),
-                               [[np.nan, 1.0, np.nan, np.nan, np.nan]]  # 0.25 m is below min_depth)
+                               [[np.nan, 1.0, np.nan, np.nan, np.nan]])  # 0.25 m is below min_depth
     np.testing.assert_allclose(to_metres(values, DepthKind.AFFINE_DEPTH, 10.0, 1.0, 0.4, 10.0),
                                [[1.0, 6.0, np.nan, np.nan, np.nan]])
 
