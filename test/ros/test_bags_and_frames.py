@@ -11,7 +11,8 @@ from depth_ms.ros import conversions
 from conftest import wait_for
 
 SIM_TOPICS = ["/camera/rgb/image_raw", "/camera/rgb/camera_info", "/camera/depth/image_raw",
-              "/camera/depth/camera_info", "/mavros/local_position/pose", "/tf", "/tf_static"]
+              "/camera/depth/camera_info", "/mavros/local_position/pose", "/mavros/distance_sensor/lidarlite_pub",
+              "/tf", "/tf_static"]
 
 
 def test_sim_record_writes_a_bag_rosbag_info_lists(tmp_path):

@@ -16,7 +16,7 @@ from depth_ms.ros.sim_messages import DEPTH_TOPIC, RGB_TOPIC
 from depth_ms.sim import DroneSimulator, load_sim_config
 
 FRAMES = 12
-PREDICTION, INFO = "/depth_node/depth/image", "/depth_node/depth/info"
+PREDICTION, RELATIVE, INFO = "/depth_node/depth/image", "/depth_node/depth/relative", "/depth_node/depth/info"
 QUICK = ["--quiet", "--no-labels", "--set", "scoring.max_depth=100", "--set", "outputs.samples=1"]
 
 
@@ -44,7 +44,8 @@ def _copy(src, dst, keep=lambda topic: True, chunk_threshold=768 * 1024, transfo
 
 
 def _with_predictions(src, dst, depth_of, kind=DepthKind.METRIC, drop=(), size=None):
-    """Add the depth node's outputs (depth/image + depth/info, stamps of the RGB frames) to a bag."""
+    """Add the depth node's outputs (depth/image, or depth/relative for relative kinds, + depth/info, stamps of
+    the RGB frames) to a bag."""
     counter = iter(range(10 ** 6))
 
     def add(topic, msg, t, out):
@@ -56,7 +57,8 @@ def _with_predictions(src, dst, depth_of, kind=DepthKind.METRIC, drop=(), size=N
         depth = depth_of(conversions.image_to_depth(msg))
         if size is not None:
             depth = np.ones(size[::-1], np.float32)
-        out.write(PREDICTION, conversions.depth_to_image(depth.astype(np.float32), msg.header), t)
+        topic = PREDICTION if kind == DepthKind.METRIC else RELATIVE
+        out.write(topic, conversions.depth_to_image(depth.astype(np.float32), msg.header), t)
         out.write(INFO, DepthInfo(header=msg.header, model="recorded_oracle", depth_kind=int(kind), scale=1.0,
                                   shift=0.0, model_latency_ms=12.5), t)
 
@@ -108,7 +110,7 @@ def test_recorded_predictions_are_paired_by_stamp_and_scored(sim_bag, tmp_path):
 def test_recorded_relative_predictions_are_aligned_by_their_depth_kind(sim_bag, tmp_path):
     bag = _with_predictions(sim_bag, tmp_path / "affine.bag", lambda gt: (gt - 3.0) / 2.0, DepthKind.AFFINE_DEPTH)
     out = tmp_path / "affine"
-    assert main(["label_bag", str(bag), "-o", str(out), *QUICK]) == 0
+    assert main(["label_bag", str(bag), "-o", str(out), "--set", f"topics.prediction={RELATIVE}", *QUICK]) == 0
     s = _summary(out)
     assert s["alignment_applied"] == {"depth": FRAMES}
     assert s["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-5)

@@ -16,7 +16,8 @@ from conftest import wait_for  # noqa: E402
 from helpers import Recorder  # noqa: E402
 
 OUT = "/depth_node/depth/"
-TOPICS = {"/camera/rgb/image_raw": Image, OUT + "image": Image, OUT + "points": PointCloud2, OUT + "info": DepthInfo}
+TOPICS = {"/camera/rgb/image_raw": Image, OUT + "relative": Image, OUT + "image": Image, OUT + "points": PointCloud2,
+          OUT + "info": DepthInfo}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def stream(request, rosnode, module_launch, checkpoint):
     rec = Recorder(TOPICS)
     launched = module_launch("drone_depth.launch", "model:=marigold", f"weights:={checkpoint}", "steps:=3",
                              "warm_start:=renoise_warp", "resolution:=64", "sim_width:=96", "sim_height:=72",
-                             "sim_rate:=5", *request.param)
+                             "sim_rate:=5", "scale:=none", *request.param)
     wait_for(lambda: len(rec.get(OUT + "info")) >= 6, 240, message="6 Marigold depth frames")
     yield rec
     rec.close()
@@ -55,16 +56,16 @@ def test_first_frame_cold_then_warm_one_step_warped_by_the_tf_pose(stream):
     assert infos[-1].frames_rejected == 0
 
 
-def test_depth_is_relative_unit_range_at_input_size_with_input_header(stream):
+def test_relative_depth_in_unit_range_at_input_size_with_input_header_and_no_metric_topics(stream):
     bridge = CvBridge()
     inputs = {m.header.stamp: m for m in stream.get("/camera/rgb/image_raw")}
-    msg = stream.get(OUT + "image")[-1]
+    msg = stream.get(OUT + "relative")[-1]
     depth = bridge.imgmsg_to_cv2(msg)
     assert msg.encoding == "32FC1" and depth.shape == (72, 96)
     assert np.isfinite(depth).all() and 0.0 <= depth.min() and depth.max() <= 1.0
     assert msg.header.stamp in inputs and msg.header.frame_id == inputs[msg.header.stamp].header.frame_id
-    cloud = stream.get(OUT + "points")[-1]
-    assert (cloud.width, cloud.height) == (96, 72)
+    # scale:=none: relative values never go out on the REP 118 metric topics
+    assert not stream.get(OUT + "image") and not stream.get(OUT + "points")
 
 
 def test_missing_weights_stop_the_node_with_the_path(rosnode, launch, tmp_path):

@@ -29,6 +29,7 @@ class DepthNodeConfig:
     warm_up_size: tuple[int, int] = (0, 0)  # (w, h) to compile the model at start-up; (0, 0) = on the first frame
     pose_frame: str = "map"  # fixed frame of the camera pose handed to estimators that use it ("" = none)
     pose_timeout: float = 0.05  # seconds to wait for that TF at the image stamp
+    scale: dict = field(default_factory=dict)  # metric scale of relative maps: depth_ms.metric.ScaleConfig keys
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""

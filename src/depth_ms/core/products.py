@@ -1,11 +1,18 @@
-"""Everything the depth node publishes for one frame, computed without ROS."""
+"""Everything the depth node publishes for one frame, computed without ROS.
+
+Two steps, so the metric scale can be fitted on the map at the output size in between:
+:func:`output_frame` resizes and sanitises the prediction, :func:`make_products` builds the topics'
+arrays from it and the frame's metric scale (None when there is none).
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from .affine import to_metres
 from .colorize import colorize_depth
 from .image_ops import resize_depth, resize_rgb, sanitize_metric_depth
 from .node_config import DepthNodeConfig
@@ -14,17 +21,30 @@ from .types import DepthKind, DepthPrediction, Intrinsics
 
 
 @dataclass
-class DepthProducts:
-    """Arrays behind depth/image, depth/colored, depth/points and depth/camera_info."""
+class OutputFrame:
+    """A prediction at the output size (``output_scale`` of the input)."""
 
-    depth: np.ndarray  # (h, w) float32: metres if METRIC, else the relative map (NaN invalid)
-    colored: Optional[np.ndarray]  # (h, w, 3) uint8 BGR
-    cloud: Optional[np.ndarray]  # (h', w') XYZRGB_DTYPE in the optical frame, metres
-    intrinsics: Optional[Intrinsics]  # of ``depth`` (rescaled to the output size)
+    values: np.ndarray  # (h, w) float32: metres (METRIC, NaN outside the range) or the model's relative map
+    rgb: np.ndarray  # (h, w, 3) uint8
+    intrinsics: Optional[Intrinsics]  # of the output size; None without camera_info
     kind: DepthKind
-    scale: float  # metric_for_cloud = scale * value + shift (in disparity space for AFFINE_DISPARITY)
+    uncertainty: Optional[np.ndarray] = None  # (h, w) float32 in the values' units, when the model gives one
+
+
+@dataclass
+class DepthProducts:
+    """Arrays behind depth/image, depth/relative, depth/colored, depth/points and depth/camera_info."""
+
+    depth: Optional[np.ndarray]  # (h, w) float32 metres, NaN invalid; None without a metric scale
+    relative: Optional[np.ndarray]  # (h, w) float32 the model's own map; None for metric models
+    colored: Optional[np.ndarray]  # (h, w, 3) uint8 BGR
+    cloud: Optional[np.ndarray]  # (h, w) XYZRGB_DTYPE in the optical frame, metres
+    cloud_is_display_stretch: bool  # the cloud's metres are a display convention, not an estimate
+    intrinsics: Optional[Intrinsics]  # of the outputs
+    kind: DepthKind  # of the model's map
+    scale: float  # metres = scale * relative + shift (inverse metres for AFFINE_DISPARITY); NaN if not metric
     shift: float
-    uncertainty: Optional[np.ndarray] = None  # (h, w) float32 in the depth's units, when the model gives one
+    uncertainty: Optional[np.ndarray] = None
 
 
 def relative_to_display_metres(values: np.ndarray, kind: DepthKind,
@@ -50,12 +70,11 @@ def relative_to_display_metres(values: np.ndarray, kind: DepthKind,
     return np.clip(values * scale + shift, near, far).astype(np.float32), scale, shift
 
 
-def make_products(rgb: np.ndarray, prediction: DepthPrediction, intrinsics: Optional[Intrinsics],
-                  config: DepthNodeConfig) -> DepthProducts:
-    """Resize, sanitise, colour and back-project one prediction.
+def output_frame(rgb: np.ndarray, prediction: DepthPrediction, intrinsics: Optional[Intrinsics],
+                 config: DepthNodeConfig) -> OutputFrame:
+    """Resize (and for metric maps clip to the range) one prediction to the output size.
 
-    ``rgb`` (H, W, 3) uint8 and ``prediction.depth`` (H, W) share the input size. ``intrinsics``
-    may be None (no camera_info yet): then no cloud and no camera_info are produced.
+    ``rgb`` (H, W, 3) uint8 and ``prediction.depth`` (H, W) share the input size.
     """
     height, width = rgb.shape[:2]
     out_w = max(1, int(round(width * config.output_scale)))
@@ -68,26 +87,42 @@ def make_products(rgb: np.ndarray, prediction: DepthPrediction, intrinsics: Opti
         depth = sanitize_metric_depth(depth, config.min_depth, config.max_depth)
     else:
         depth = np.where(np.isfinite(depth), depth, np.float32(np.nan)).astype(np.float32)
-    depth = resize_depth(depth, out_w, out_h)  # (h, w)
-    out_rgb = resize_rgb(rgb, out_w, out_h)  # (h, w, 3)
-
-    colored = None
-    if config.publish_colored:
-        color_range = config.metric_color_range if prediction.kind == DepthKind.METRIC else None
-        colored = colorize_depth(depth, prediction.kind, color_range)
-
-    scale, shift = prediction.scale, prediction.shift
-    if prediction.kind == DepthKind.METRIC:
-        metres = depth
-    else:
-        metres, scale, shift = relative_to_display_metres(depth, prediction.kind,
-                                                          *config.relative_display_range)
-    out_intrinsics = intrinsics.scaled_to(out_w, out_h) if intrinsics is not None else None
-    cloud = None
-    if config.publish_cloud and out_intrinsics is not None:
-        cloud = depth_to_xyzrgb(metres, out_intrinsics, out_rgb, config.cloud_stride)
     uncertainty = None
     if prediction.uncertainty is not None:
         uncertainty = resize_depth(np.asarray(prediction.uncertainty, np.float32), out_w, out_h)  # (h, w)
-    return DepthProducts(depth, colored, cloud, out_intrinsics, prediction.kind, float(scale), float(shift),
-                         uncertainty)
+    return OutputFrame(resize_depth(depth, out_w, out_h), resize_rgb(rgb, out_w, out_h),
+                       intrinsics.scaled_to(out_w, out_h) if intrinsics is not None else None,
+                       prediction.kind, uncertainty)
+
+
+def make_products(frame: OutputFrame, config: DepthNodeConfig, metric_scale: Optional[tuple[float, float]],
+                  display_stretch: bool = False) -> DepthProducts:
+    """The topics' arrays; ``metric_scale`` = (scale, shift) in the map's own space, None when not metric.
+
+    Without a metric scale there is no metric depth and no cloud, unless ``display_stretch`` asks for a
+    cloud stretched onto ``relative_display_range`` (then flagged as such).
+    """
+    metric_model = frame.kind == DepthKind.METRIC
+    depth, scale, shift = None, math.nan, math.nan
+    if metric_model:
+        depth, scale, shift = frame.values, 1.0, 0.0
+    elif metric_scale is not None:
+        scale, shift = metric_scale
+        depth = to_metres(frame.values, frame.kind, scale, shift, config.min_depth, config.max_depth)
+
+    colored = None
+    if config.publish_colored:
+        if depth is not None:
+            colored = colorize_depth(depth, DepthKind.METRIC, config.metric_color_range)
+        else:
+            colored = colorize_depth(frame.values, frame.kind, None)
+
+    cloud_metres, stretched = depth, False
+    if depth is None and display_stretch:
+        cloud_metres, _, _ = relative_to_display_metres(frame.values, frame.kind, *config.relative_display_range)
+        stretched = True
+    cloud = None
+    if config.publish_cloud and frame.intrinsics is not None and cloud_metres is not None:
+        cloud = depth_to_xyzrgb(cloud_metres, frame.intrinsics, frame.rgb, config.cloud_stride)
+    return DepthProducts(depth, None if metric_model else frame.values, colored, cloud, stretched,
+                         frame.intrinsics, frame.kind, float(scale), float(shift), frame.uncertainty)

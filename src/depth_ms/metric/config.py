@@ -76,7 +76,6 @@ class ScaleConfig:
     shift: float = 0.0
     ground_height: float = 0.0  # z of the flat ground in the pose frame (map, ENU), metres
     max_ground_distance: float = 40.0  # ground pixels farther than this (metres along the axis) are not fitted
-    max_pose_age: float = 0.2  # seconds; an older camera pose is stale (no ground fit this frame)
     display_stretch: bool = False  # without a metric scale, publish depth/points stretched for display
     fit: FitConfig = field(default_factory=FitConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -96,7 +95,6 @@ class ScaleConfig:
         _require(self.scale > 0, "scale", f"must be > 0, got {self.scale}")
         _require(self.max_ground_distance > 0, "max_ground_distance",
                  f"must be > 0, got {self.max_ground_distance}")
-        _require(self.max_pose_age > 0, "max_pose_age", f"must be > 0, got {self.max_pose_age}")
         for part in (self.fit, self.filter, self.rangefinder):
             part.validate()
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from depth_ms.core.affine import to_metres  # noqa: F401 - re-exported
 from depth_ms.core.types import DepthKind, Intrinsics
 
 from .config import ScaleConfig
@@ -46,17 +47,6 @@ class ScaleEstimate:
     state: str = FITTED  # fitted | holding | lost (see depth_ms.metric.filter)
     reason: str = ""  # why this frame has no fit of its own, when it has none
     change: str = ""  # a log line when the state changed with this frame, else ""
-
-
-def to_metres(values: np.ndarray, kind: DepthKind, scale: float, shift: float, min_depth: float,
-              max_depth: float) -> np.ndarray:
-    """(H, W) float32 metres from a map in its own space; NaN outside [min_depth, max_depth] (REP 118)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        metres = np.float32(scale) * values + np.float32(shift)  # (H, W)
-        if kind == DepthKind.AFFINE_DISPARITY:
-            metres = np.where(metres > 0, 1.0 / metres, np.nan)
-        valid = (metres >= min_depth) & (metres <= max_depth)
-    return np.where(valid, metres, np.float32(np.nan)).astype(np.float32)
 
 
 class MetricScaler:

@@ -13,21 +13,28 @@ from .base import EstimatorError
 
 @dataclass
 class OracleOptions:
-    """A known distortion turns the oracle into a model of known error (labeller tests)."""
+    """A known distortion turns the oracle into a model of known error (labeller and metric-scale tests)."""
 
-    scale: float = 1.0  # prediction = scale * gt + shift
+    kind: str = "metric"  # metric | affine_depth: scale * gt + shift | affine_disparity: scale / gt + shift
+    scale: float = 1.0
     shift: float = 0.0
 
 
+KINDS = {"metric": DepthKind.METRIC, "affine_depth": DepthKind.AFFINE_DEPTH,
+         "affine_disparity": DepthKind.AFFINE_DISPARITY}
+
+
 class OracleEstimator:
-    """Metric depth equal to ``Frame.gt_depth`` (optionally distorted by a known affine map)."""
+    """Depth equal to ``Frame.gt_depth``, optionally distorted by a known affine map in depth or disparity."""
 
     name = "oracle"
-    kind = DepthKind.METRIC
     needs_ground_truth = True
 
     def __init__(self, options: OracleOptions | None = None) -> None:
         self.options = options or OracleOptions()
+        if self.options.kind not in KINDS:
+            raise EstimatorError(f"oracle kind must be one of {', '.join(KINDS)}, got '{self.options.kind}'")
+        self.kind = KINDS[self.options.kind]
 
     def predict(self, frame: Frame) -> DepthPrediction:
         if frame.gt_depth is None:
@@ -35,8 +42,12 @@ class OracleEstimator:
         if frame.gt_depth.shape != frame.rgb.shape[:2]:
             raise EstimatorError(f"ground truth {frame.gt_depth.shape} and image {frame.rgb.shape[:2]} "
                                  f"differ in size")
-        depth = frame.gt_depth.astype(np.float32) * self.options.scale + self.options.shift  # (H, W)
-        return DepthPrediction(depth=depth, kind=DepthKind.METRIC)
+        gt = frame.gt_depth.astype(np.float32)  # (H, W) metres, NaN invalid
+        if self.kind == DepthKind.AFFINE_DISPARITY:
+            with np.errstate(divide="ignore"):
+                gt = 1.0 / gt
+        depth = gt * np.float32(self.options.scale) + np.float32(self.options.shift)  # (H, W)
+        return DepthPrediction(depth=depth, kind=self.kind)
 
     def reset(self) -> None:
         """Stateless."""

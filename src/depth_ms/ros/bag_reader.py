@@ -302,7 +302,9 @@ class _RecordBuilder:
         if info is None:
             self.source._count("predictions without DepthInfo")
             return DepthPrediction(depth, DepthKind(override if override is not None else DepthKind.METRIC))
-        kind = DepthKind(override if override is not None else info.depth_kind)
+        # depth_node's depth/image carries metres (REP 118); other topics (depth/relative) the DepthInfo's kind.
+        recorded_kind = DepthKind.METRIC if self.config.topics.prediction.endswith("depth/image") else info.depth_kind
+        kind = DepthKind(override if override is not None else recorded_kind)
         scale, shift = (info.scale, info.shift) if math.isfinite(info.scale) else (1.0, 0.0)
         return DepthPrediction(depth, kind, float(scale), float(shift), steps=info.denoising_steps,
                                warm_start=info.warm_start, warm=info.warm)

@@ -189,7 +189,7 @@ def lookup_pose(buffer, fixed_frame: str, frame: str, stamp, timeout: float) -> 
     """4x4 pose of ``frame`` in ``fixed_frame`` at ``stamp`` from a tf2 buffer, or None when TF lacks it."""
     try:
         msg = buffer.lookup_transform(fixed_frame, frame, stamp, rospy.Duration(timeout))
-    except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException):
+    except tf2_ros.TransformException:  # lookup, connectivity, extrapolation, invalid argument, timeout
         return None
     return transform_to_matrix(msg)
 

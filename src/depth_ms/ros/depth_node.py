@@ -2,9 +2,12 @@
 
 Subscribes (remappable, PX4 SITL defaults): ``camera/rgb/image_raw``, ``camera/rgb/camera_info``
 and, only for estimators that need ground truth (the oracle), ``camera/depth/image_raw``.
-Publishes under ``~depth/``: ``image`` (32FC1), ``colored`` (bgr8), ``points`` (PointCloud2 xyz+rgb,
-optical frame), ``camera_info`` (rescaled to the output size) and ``info`` (depth_ms/DepthInfo).
-Parameters: see :class:`depth_ms.core.node_config.DepthNodeConfig` and the README.
+With ``scale.source: rangefinder`` it also reads a downward ``sensor_msgs/Range``.
+Publishes under ``~depth/``: ``image`` (32FC1 metres, REP 118) and ``points`` (PointCloud2 xyz+rgb, optical
+frame) only while the frame has a metric scale; ``relative`` (32FC1, the model's own map, relative models
+only), ``colored`` (bgr8), ``camera_info`` (rescaled to the output size), ``uncertainty`` and ``info``
+(depth_ms/DepthInfo: the scale's source, state and fit). Parameters: see
+:class:`depth_ms.core.node_config.DepthNodeConfig`, :class:`depth_ms.metric.ScaleConfig` and the README.
 """
 from __future__ import annotations
 
@@ -17,14 +20,17 @@ from typing import Optional
 import message_filters
 import rospy
 import tf2_ros
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, Range
 
+from depth_ms.core.config import ConfigError
 from depth_ms.core.image_ops import BadInputError
 from depth_ms.core.latest_slot import LatestOnlySlot
 from depth_ms.core.node_config import DepthNodeConfig
-from depth_ms.core.products import make_products
+from depth_ms.core.products import make_products, output_frame
 from depth_ms.core.transforms import optical_in_camera
-from depth_ms.core.types import Frame, Intrinsics
+from depth_ms.core.types import DepthKind, Frame, Intrinsics
+from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext, ScaleEstimate, load_scale_config
+from depth_ms.metric.scaler import RangeReading
 from depth_ms.models import registry
 from depth_ms.models.base import DepthEstimator
 from depth_ms.msg import DepthInfo
@@ -58,9 +64,12 @@ class _Counters:
 class DepthNode:
     """Wires an injected estimator between camera topics and depth outputs."""
 
-    def __init__(self, estimator: DepthEstimator, config: DepthNodeConfig) -> None:
+    def __init__(self, estimator: DepthEstimator, config: DepthNodeConfig, scale: ScaleConfig) -> None:
         self.estimator = estimator
         self.config = config
+        self.scale_config = scale
+        self.scaler = MetricScaler(scale, estimator.kind)
+        self._range: Optional[Range] = None
         self.slot: LatestOnlySlot[_Pending] = LatestOnlySlot()
         self.counters = _Counters()
         self._camera_info: Optional[CameraInfo] = None
@@ -70,6 +79,7 @@ class DepthNode:
         self._warmed_up = False
 
         self.pub_depth = rospy.Publisher("~depth/image", Image, queue_size=1)
+        self.pub_relative = rospy.Publisher("~depth/relative", Image, queue_size=1)
         self.pub_colored = rospy.Publisher("~depth/colored", Image, queue_size=1)
         self.pub_points = rospy.Publisher("~depth/points", conversions.PointCloud2, queue_size=1)
         self.pub_info = rospy.Publisher("~depth/camera_info", CameraInfo, queue_size=1)
@@ -88,8 +98,11 @@ class DepthNode:
             rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
         if config.optical_parent_frame:
             self._publish_optical_tf(config.optical_parent_frame, config.optical_frame_id)
+        if scale.uses_rangefinder:
+            rospy.Subscriber(scale.rangefinder.topic, Range, self._on_range, queue_size=5)
         self._tf_buffer = None
-        if config.pose_frame and getattr(estimator, "uses_pose", False):
+        needs_scale_pose = scale.uses_pose and estimator.kind != DepthKind.METRIC
+        if config.pose_frame and (getattr(estimator, "uses_pose", False) or needs_scale_pose):
             self._tf_buffer = tf2_ros.Buffer(cache_time=rospy.Duration(30))
             self._tf_listener = tf2_ros.TransformListener(self._tf_buffer)
         self._worker = threading.Thread(target=self._run, name="depth_inference", daemon=True)
@@ -104,6 +117,9 @@ class DepthNode:
     # ---------------------------------------------------------------- callbacks (never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _on_range(self, msg: Range) -> None:
+        self._range = msg
 
     def _on_image(self, msg: Image) -> None:
         self.counters.frames_in += 1
@@ -152,7 +168,7 @@ class DepthNode:
         intrinsics = self._intrinsics_for(rgb.shape[1], rgb.shape[0])
         gt = conversions.image_to_depth(pending.gt_depth) if pending.gt_depth is not None else None
         pose = None
-        if self._tf_buffer is not None:  # camera pose for estimators that warp with it
+        if self._tf_buffer is not None:  # camera pose for estimators that warp with it and for the metric scale
             pose = conversions.lookup_pose(self._tf_buffer, self.config.pose_frame,
                                            self.config.optical_frame_id or msg.header.frame_id, msg.header.stamp,
                                            self.config.pose_timeout)
@@ -170,11 +186,17 @@ class DepthNode:
         prediction = self.estimator.predict(frame)
         model_end = time.perf_counter()
 
-        products = make_products(rgb, prediction, intrinsics, self.config)
+        out = output_frame(rgb, prediction, intrinsics, self.config)
+        scale = self._metric_scale(out.values, out.intrinsics, msg.header.stamp, pose, frame.gt_depth)
+        products = make_products(out, self.config, (scale.scale, scale.shift) if scale.metric else None,
+                                 self.scale_config.display_stretch)
         header = copy.deepcopy(msg.header)
         if self.config.optical_frame_id:
             header.frame_id = self.config.optical_frame_id
-        self.pub_depth.publish(conversions.depth_to_image(products.depth, header))
+        if products.depth is not None:
+            self.pub_depth.publish(conversions.depth_to_image(products.depth, header))
+        if products.relative is not None:
+            self.pub_relative.publish(conversions.depth_to_image(products.relative, header))
         if products.colored is not None:
             self.pub_colored.publish(conversions.bgr_to_image(products.colored, header))
         if products.intrinsics is not None:
@@ -195,13 +217,41 @@ class DepthNode:
         counters.overhead_sum += overhead_ms
         counters.latency_sum += latency_ms
         info = DepthInfo(header=header, model=self.estimator.name, weights=getattr(self.estimator, "weights", ""),
-                         depth_kind=int(products.kind),
-                         scale=products.scale, shift=products.shift, denoising_steps=prediction.steps,
+                         depth_kind=int(products.kind), metric=products.depth is not None,
+                         scale_source=scale.source, scale_state=scale.state, scale_note=scale.reason,
+                         scale=products.scale, shift=products.shift, inlier_fraction=scale.inlier_fraction,
+                         denoising_steps=prediction.steps,
                          warm_start=prediction.warm_start, warm=prediction.warm,
                          model_latency_ms=model_ms, overhead_ms=overhead_ms, latency_ms=latency_ms,
                          frames_in=counters.frames_in, frames_out=counters.frames_out,
                          frames_dropped=self.slot.dropped_count, frames_rejected=counters.rejected)
         self.pub_depth_info.publish(info)
+
+    def _metric_scale(self, values, intrinsics, stamp, pose, gt_depth) -> ScaleEstimate:
+        """This frame's metric scale from the configured source; logs when its state changes."""
+        config = self.scale_config
+        context = ScaleContext(stamp.to_sec(), intrinsics, pose if config.uses_pose else None,
+                               self._range_reading(stamp) if config.uses_rangefinder else None,
+                               gt_depth if config.source == "ground_truth" else None)
+        estimate = self.scaler.update(values, context)
+        if estimate.change:
+            (rospy.loginfo if estimate.metric else rospy.logwarn)(estimate.change)
+        if not estimate.metric and not config.display_stretch:
+            rospy.logwarn_throttle_identical(
+                NOTE_PERIOD, f"depth/image and depth/points not published: no metric scale ({estimate.reason}); "
+                "the relative map is on depth/relative")
+        return estimate
+
+    def _range_reading(self, stamp) -> Optional[RangeReading]:
+        """The latest rangefinder reading if fresh and within its range, with the sensor's pose."""
+        msg = self._range
+        if msg is None or abs((msg.header.stamp - stamp).to_sec()) > self.scale_config.rangefinder.max_age:
+            return None
+        if not msg.min_range <= msg.range <= msg.max_range:
+            return None
+        pose = conversions.lookup_pose(self._tf_buffer, self.config.pose_frame, msg.header.frame_id,
+                                       msg.header.stamp, self.config.pose_timeout)
+        return RangeReading(float(msg.range), pose) if pose is not None else None
 
     def _check_continuity(self, stamp: float, size: tuple[int, int]) -> None:
         """Reset the estimator's temporal state on a backwards time jump or a size change."""
@@ -218,6 +268,7 @@ class DepthNode:
     def _reset(self) -> None:
         self.counters.resets += 1
         self.estimator.reset()
+        self.scaler.reset()
 
     def _intrinsics_for(self, width: int, height: int) -> Optional[Intrinsics]:
         """Intrinsics matching the image, or None (no cloud) with a throttled warning saying why."""
@@ -261,13 +312,20 @@ def main() -> None:
     rospy.init_node("depth_node")
     config = private_params_as(DepthNodeConfig)
     try:
+        scale = load_scale_config(config.scale)
+        if scale.uses_pose and not config.pose_frame:
+            raise ConfigError(f"scale.source {scale.source} needs the camera pose: set ~pose_frame")
+    except ConfigError as exc:
+        rospy.logfatal(f"bad ~scale parameters: {exc}")
+        raise SystemExit(2) from None
+    try:
         estimator = registry.create(config.model, config.estimator, config.device, config.mode)
     except Exception as exc:  # noqa: BLE001 - report any construction failure clearly, then stop
         rospy.logfatal(f"cannot create model '{config.model}': {exc}")
         raise SystemExit(2) from None
-    node = DepthNode(estimator, config)
+    node = DepthNode(estimator, config, scale)
     node.start()
     weights = getattr(estimator, "weights", "")
     rospy.loginfo(f"depth_node running model '{config.model}' ({estimator.kind.name})"
-                  + (f" with {weights} weights" if weights else ""))
+                  + (f" with {weights} weights" if weights else "") + f", metric scale from '{scale.source}'")
     rospy.spin()

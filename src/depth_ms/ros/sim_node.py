@@ -1,8 +1,9 @@
 """sim_camera: the embedded drone simulator as a ROS node (PX4 SITL iris_depth_camera topics).
 
 Publishes ``/camera/rgb/image_raw`` (rgb8), ``/camera/rgb/camera_info``, ``/camera/depth/image_raw``
-(32FC1 metres, NaN = no return), ``/camera/depth/camera_info``, ``/mavros/local_position/pose``
-and TF map -> base_link (-> camera_link -> optical, static). Parameters: the keys of
+(32FC1 metres, NaN = no return), ``/camera/depth/camera_info``, ``/mavros/local_position/pose``,
+the downward rangefinder ``/mavros/distance_sensor/lidarlite_pub`` (sensor_msgs/Range) and TF
+map -> base_link (-> camera_link -> optical and -> rangefinder_link, static). Parameters: the keys of
 ``config/sim.yaml`` (:class:`depth_ms.sim.SimConfig`), checked strictly.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 import rospy
 import tf2_ros
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, Range
 from geometry_msgs.msg import PoseStamped
 
 from depth_ms.sim import DroneSimulator, SimConfig
@@ -25,6 +26,7 @@ _MESSAGE_TYPES = {
     sim_messages.DEPTH_TOPIC: Image,
     sim_messages.DEPTH_INFO_TOPIC: CameraInfo,
     sim_messages.POSE_TOPIC: PoseStamped,
+    sim_messages.RANGE_TOPIC: Range,
 }
 
 

@@ -111,6 +111,26 @@ class CameraMountConfig:
 
 
 @dataclass
+class RangefinderConfig:
+    """Downward rangefinder under base_link (a PX4 lidar as MAVROS publishes it: sensor_msgs/Range)."""
+
+    enabled: bool = True
+    z: float = -0.05  # mount below base_link, m; the beam points straight down the body's -z axis
+    min_range: float = 0.1  # metres; closer readings are -inf (REP 117)
+    max_range: float = 40.0  # metres; no return within it reads +inf
+    noise: float = 0.02  # standard deviation of the Gaussian range noise, m
+    field_of_view: float = 0.05  # beam width reported in the message, rad
+
+    def validate(self) -> None:
+        _require(math.isfinite(self.z) and abs(self.z) <= 1.0, "rangefinder.z", f"must be within +-1 m, got {self.z}")
+        _require(self.min_range > 0, "rangefinder.min_range", f"must be > 0, got {self.min_range}")
+        _require(self.max_range > self.min_range, "rangefinder.max_range",
+                 f"must be > rangefinder.min_range ({self.min_range}), got {self.max_range}")
+        _require(self.noise >= 0, "rangefinder.noise", f"must be >= 0, got {self.noise}")
+        _require(self.field_of_view > 0, "rangefinder.field_of_view", f"must be > 0, got {self.field_of_view}")
+
+
+@dataclass
 class FrameNames:
     """TF frame ids (PX4 SITL iris_depth_camera names)."""
 
@@ -118,9 +138,11 @@ class FrameNames:
     base: str = "base_link"
     camera: str = "camera_link"
     optical: str = "camera_link_optical"
+    rangefinder: str = "rangefinder_link"
 
     def validate(self) -> None:
-        names = {"map": self.map, "base": self.base, "camera": self.camera, "optical": self.optical}
+        names = {"map": self.map, "base": self.base, "camera": self.camera, "optical": self.optical,
+                 "rangefinder": self.rangefinder}
         for key, name in names.items():
             _require(bool(name.strip()), f"frames.{key}", "must not be empty")
         _require(len(set(names.values())) == len(names), "frames", f"frame ids must differ, got {names}")
@@ -140,6 +162,7 @@ class SimConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     path: PathConfig = field(default_factory=PathConfig)
     camera: CameraMountConfig = field(default_factory=CameraMountConfig)
+    rangefinder: RangefinderConfig = field(default_factory=RangefinderConfig)
     frames: FrameNames = field(default_factory=FrameNames)
 
     def validate(self) -> None:
@@ -150,7 +173,7 @@ class SimConfig:
         _require(self.min_range > 0, "min_range", f"must be > 0, got {self.min_range}")
         _require(self.max_range > self.min_range, "max_range",
                  f"must be > min_range ({self.min_range}), got {self.max_range}")
-        for part in (self.world, self.path, self.camera, self.frames):
+        for part in (self.world, self.path, self.camera, self.rangefinder, self.frames):
             part.validate()
         _require(self.world.view_distance >= self.max_range, "world.view_distance",
                  f"must be >= max_range ({self.max_range}), got {self.world.view_distance}")

@@ -91,3 +91,17 @@ def cylinder_hits(origin: np.ndarray, dx: np.ndarray, dy: np.ndarray, dz: np.nda
             on_cap = (t_cap > 0) & (px * px + py * py <= radius * radius)
         t = np.minimum(t, np.where(on_cap, t_cap, INF))
     return np.broadcast_to(t, dx.shape) if np.ndim(t) == 0 else t
+
+
+def nearest_hit(world, origin: np.ndarray, direction: np.ndarray) -> float:
+    """Ray parameter of the first thing ``origin + t * direction`` hits in ``world`` (ground or object), or inf."""
+    dx, dy, dz = (np.array([float(v)]) for v in direction)  # (1,) each
+    with np.errstate(divide="ignore"):
+        inv = (1.0 / dx, 1.0 / dy, 1.0 / dz)
+    hits = [ground_hits(origin, dz)]
+    boxes, cylinders, spheres = world.boxes, world.cylinders, world.spheres
+    hits += [box_hits(origin, *inv, boxes.lo[i], boxes.hi[i]) for i in range(len(boxes))]
+    hits += [cylinder_hits(origin, dx, dy, dz, cylinders.centre_xy[i], cylinders.radius[i], cylinders.z_lo[i],
+                           cylinders.z_hi[i]) for i in range(len(cylinders))]
+    hits += [sphere_hits(origin, dx, dy, dz, spheres.centre[i], spheres.radius[i]) for i in range(len(spheres))]
+    return float(np.min(np.concatenate(hits)))

@@ -6,10 +6,15 @@ from scipy.spatial.transform import Rotation
 
 from depth_ms.core.transforms import make_transform
 
-from .config import CameraMountConfig
+from .config import CameraMountConfig, RangefinderConfig
 
 
 def camera_in_base(mount: CameraMountConfig) -> np.ndarray:
     """T_base_camera: the mount offset, pitched down by ``pitch_deg`` (a positive rotation about +y)."""
     rotation = Rotation.from_euler("y", mount.pitch_deg, degrees=True).as_matrix()
     return make_transform(rotation, (mount.x, mount.y, mount.z))
+
+
+def rangefinder_in_base(mount: RangefinderConfig) -> np.ndarray:
+    """T_base_rangefinder: below base_link, its x axis (the Range beam) pointing down (pitch +90 deg)."""
+    return make_transform(Rotation.from_euler("y", 90.0, degrees=True).as_matrix(), (0.0, 0.0, mount.z))

@@ -13,7 +13,8 @@ from depth_ms.core.types import Frame, Intrinsics
 from .config import SimConfig
 from .flight_path import FlightPath
 from .renderer import Renderer
-from .rig import camera_in_base
+from .raycast import nearest_hit
+from .rig import camera_in_base, rangefinder_in_base
 from .shading import Lighting
 from .world import World
 
@@ -35,6 +36,7 @@ class SimFrame:
     T_base_camera: np.ndarray
     T_camera_optical: np.ndarray
     T_map_optical: np.ndarray
+    range: Optional[float] = None  # rangefinder reading, m (+inf no return, -inf too close); None if disabled
 
     def to_frame(self, frame_id: str = "camera_link_optical") -> Frame:
         """As the estimators' :class:`~depth_ms.core.types.Frame` (ground truth attached)."""
@@ -55,6 +57,7 @@ class DroneSimulator:
         self.T_base_camera = camera_in_base(c.camera)
         self.T_camera_optical = optical_in_camera()
         self.T_base_optical = self.T_base_camera @ self.T_camera_optical
+        self.T_base_rangefinder = rangefinder_in_base(c.rangefinder)
         self.renderer = Renderer(self.world, self._intrinsics, c.min_range, c.max_range, c.world.view_distance,
                                  Lighting.from_config(c.world))
 
@@ -74,10 +77,23 @@ class DroneSimulator:
                         self.T_camera_optical.copy(), T_map_base @ self.T_base_optical)
 
     def render(self, index: int) -> SimFrame:
-        """Frame ``index`` with RGB and ground-truth depth."""
+        """Frame ``index`` with RGB, ground-truth depth and the rangefinder reading."""
         frame = self.render_pose_only(index)
         frame.rgb, frame.depth = self.renderer.render(frame.T_map_optical)
+        frame.range = self.range_reading(index, frame.T_map_base)
         return frame
+
+    def range_reading(self, index: int, T_map_base: np.ndarray) -> Optional[float]:
+        """The downward rangefinder's reading at frame ``index``: exact distance plus seeded Gaussian noise."""
+        sensor = self.config.rangefinder
+        if not sensor.enabled:
+            return None
+        T_map_sensor = T_map_base @ self.T_base_rangefinder
+        distance = nearest_hit(self.world, T_map_sensor[:3, 3], T_map_sensor[:3, 0])
+        if not math.isfinite(distance) or distance > sensor.max_range:
+            return math.inf
+        distance += np.random.default_rng((self.config.seed, index)).normal(0.0, sensor.noise)
+        return -math.inf if distance < sensor.min_range else float(distance)
 
     def render_at(self, T_map_optical: np.ndarray, cull: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(rgb, depth) seen from an arbitrary optical-frame pose."""

@@ -1,0 +1,99 @@
+"""Metric depth in a live graph: simulator + depth node with a known relative distortion of the ground truth.
+
+The oracle publishes ``3 / depth + 0.1`` as an affine-disparity map (what a MiDaS-family model gives);
+the node must recover metres from the camera pose over the flat ground or from the rangefinder, and
+must stop the metric topics when no scale source is configured.
+"""
+import math
+
+import numpy as np
+import pytest
+from cv_bridge import CvBridge
+from sensor_msgs.msg import Image, PointCloud2, Range
+
+from depth_ms.msg import DepthInfo
+from depth_ms.ros import conversions
+
+from conftest import wait_for
+from helpers import Recorder
+
+OUT = "/depth_node/depth/"
+GT = "/camera/depth/image_raw"
+TOPICS = {GT: Image, "/camera/rgb/image_raw": Image, "/mavros/distance_sensor/lidarlite_pub": Range,
+          OUT + "image": Image, OUT + "relative": Image, OUT + "points": PointCloud2, OUT + "info": DepthInfo}
+FRAMES = 15
+
+
+@pytest.fixture(scope="module")
+def distorted_oracle(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config") / "oracle_disparity.yaml"
+    path.write_text("kind: affine_disparity\nscale: 3.0\nshift: 0.1\n")
+    return path
+
+
+def _launch(module_launch, config, source):
+    rec = Recorder(TOPICS)
+    launched = module_launch("drone_depth.launch", "model:=oracle", f"model_config:={config}", f"scale:={source}",
+                             "sim_width:=160", "sim_height:=120", "sim_rate:=5")
+    wait_for(lambda: len(rec.get(OUT + "info")) >= FRAMES, 120, message=f"{FRAMES} depth frames")
+    rec.close()
+    launched.stop()
+    return rec
+
+
+@pytest.fixture(scope="module", params=["ground_plane", "rangefinder"])
+def metric_run(request, rosnode, module_launch, distorted_oracle):
+    return request.param, _launch(module_launch, distorted_oracle, request.param)
+
+
+@pytest.fixture(scope="module")
+def unscaled_run(rosnode, module_launch, distorted_oracle):
+    return _launch(module_launch, distorted_oracle, "none")
+
+
+def _abs_rel(depth: np.ndarray, gt: np.ndarray) -> float:
+    valid = np.isfinite(depth) & np.isfinite(gt)
+    return float(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid]))
+
+
+def test_metric_topics_carry_metres_that_match_the_ground_truth(metric_run):
+    source, rec = metric_run
+    bridge = CvBridge()
+    infos = rec.get(OUT + "info")[2:]
+    assert all(i.metric and i.scale_source == source and i.depth_kind == DepthInfo.AFFINE_DISPARITY for i in infos)
+    assert all(i.scale_state == "fitted" and i.inlier_fraction > 0.5 for i in infos), \
+        [(i.scale_state, i.scale_note, i.inlier_fraction) for i in infos]
+    # the fit inverts the distortion: 1/metres = value / 3 - 0.1 / 3
+    assert np.median([i.scale for i in infos]) == pytest.approx(1 / 3, rel=0.02)
+    errors = []
+    for msg in rec.get(OUT + "image")[2:]:
+        gt = rec.by_stamp(GT, msg.header.stamp.to_sec())
+        depth = bridge.imgmsg_to_cv2(msg)
+        assert msg.encoding == "32FC1" and msg.header.frame_id == gt.header.frame_id
+        assert np.isnan(depth[np.isnan(bridge.imgmsg_to_cv2(gt))]).all()  # sky stays invalid
+        errors.append(_abs_rel(depth, bridge.imgmsg_to_cv2(gt)))
+    assert np.mean(errors) < 0.03
+    cloud = conversions.cloud_from_msg(rec.get(OUT + "points")[-1])
+    depth = bridge.imgmsg_to_cv2(rec.by_stamp(OUT + "image", rec.get(OUT + "points")[-1].header.stamp.to_sec()))
+    np.testing.assert_allclose(cloud["z"], depth, rtol=1e-6)
+    stamp = rec.get(OUT + "relative")[-1].header.stamp.to_sec()
+    relative = bridge.imgmsg_to_cv2(rec.by_stamp(OUT + "relative", stamp))
+    gt = bridge.imgmsg_to_cv2(rec.by_stamp(GT, stamp))
+    np.testing.assert_allclose(relative, 3.0 / gt + 0.1, rtol=1e-5)  # the model's own map, as it came
+
+
+def test_without_a_scale_source_only_the_relative_map_is_published(unscaled_run):
+    rec = unscaled_run
+    infos = rec.get(OUT + "info")
+    assert not rec.get(OUT + "image") and not rec.get(OUT + "points")
+    assert len(rec.get(OUT + "relative")) >= FRAMES - 2
+    assert all(not i.metric and i.scale_state == "lost" and math.isnan(i.scale) for i in infos)
+    assert infos[-1].scale_note == "scale.source is none"
+
+
+def test_simulator_rangefinder_measures_the_height(unscaled_run):
+    rec = unscaled_run
+    ranges = rec.get("/mavros/distance_sensor/lidarlite_pub")
+    assert ranges and all(r.header.frame_id == "rangefinder_link" and r.radiation_type == Range.INFRARED
+                          for r in ranges)
+    assert all(2.5 < r.range < 12.5 for r in ranges)  # default flight: 3-12 m above flat ground
