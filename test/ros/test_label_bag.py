@@ -197,3 +197,27 @@ def test_compare_runs_labels_several_settings_and_compares_them(sim_bag, tmp_pat
     table = (tmp_path / "cmp/comparison.md").read_text()
     assert "| exact | oracle |" in table and "| scaled | oracle |" in table and "AbsRel: exact (0)" in table
     assert (tmp_path / "cmp/comparison.png").is_file() and (tmp_path / "cmp/scaled/report.html").is_file()
+
+
+@pytest.mark.parametrize("source", ["ground_plane", "rangefinder"])
+def test_label_bag_scale_runs_the_nodes_metric_pipeline_on_a_distorted_oracle(sim_bag, tmp_path, source):
+    """Mode (b) with --scale: the relative map gets its metres from the bag's pose (and Range) and is scored
+    without alignment; the frames are those the node would publish as metric."""
+    out = tmp_path / source
+    oracle = "{kind: affine_disparity, scale: 3.0, shift: 0.1}"
+    assert main(["label_bag", str(sim_bag), "-o", str(out), "--model", "oracle", "--estimator", oracle,
+                 "--scale", source, *QUICK]) == 0
+    s = _summary(out)
+    assert s["alignment_applied"] == {"none": s["scored"]} and s["scored"] >= FRAMES - 1
+    assert s["metrics"]["abs_rel"] < 0.03 and s["metrics"]["delta1"] > 0.98
+    rows = (out / "per_frame.csv").read_text().splitlines()[1:]
+    scales = [float(row.split(",")[7]) for row in rows if ",scored," in row]
+    assert np.median(scales) == pytest.approx(1 / 3, rel=0.03)  # 1 / metres = value / 3 - 1 / 30
+
+
+def test_label_bag_scale_none_leaves_relative_maps_to_the_alignment(sim_bag, tmp_path):
+    out = tmp_path / "aligned"
+    assert main(["label_bag", str(sim_bag), "-o", str(out), "--model", "oracle", "--estimator",
+                 "{kind: affine_depth, scale: 0.5, shift: 2.0}", *QUICK]) == 0
+    s = _summary(out)
+    assert s["alignment_applied"] == {"depth": FRAMES} and s["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-5)

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Union
 
 from depth_ms.core.config import ConfigError, load_config
 from depth_ms.core.types import DepthKind
+from depth_ms.metric.config import ScaleConfig
 
 ALIGNMENTS = ("auto", "none", "depth", "disparity")
 SCOPES = ("frame", "sequence")
@@ -164,6 +165,7 @@ class LabellerConfig:
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)  # metric scale of relative maps, as depth_node's ~scale
 
     @property
     def runs_model(self) -> bool:
@@ -176,7 +178,8 @@ class LabellerConfig:
         _require(self.mode in ("pynative", "graph"), "mode", f"must be pynative or graph, got '{self.mode}'")
         _require(self.time_jump_tolerance >= 0, "time_jump_tolerance",
                  f"must be >= 0, got {self.time_jump_tolerance}")
-        for part in (self.topics, self.frames, self.pairing, self.scoring, self.temporal, self.live, self.outputs):
+        for part in (self.topics, self.frames, self.pairing, self.scoring, self.temporal, self.live, self.outputs,
+                     self.scale):
             part.validate()
 
 

@@ -8,6 +8,7 @@ from typing import Iterator, Optional, Protocol
 import numpy as np
 
 from depth_ms.core.types import DepthPrediction, Frame, Intrinsics
+from depth_ms.metric.scaler import RangeReading
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class SkipFrame(Exception):
 class FrameRecord:
     """One frame of one sequence with whatever was paired with it.
 
-    ``gt`` float32 (H, W) metres, NaN = no return; ``rgb`` uint8 (H, W, 3); ``pose`` 4x4 T_map_optical.
+    ``gt`` float32 (H, W) metres, NaN = no return; ``rgb`` uint8 (H, W, 3); ``pose`` 4x4 T_map_optical;
+    ``rangefinder`` the paired downward range reading with the sensor's pose (metric scale source rangefinder).
     ``skip`` is set by the source when the frame cannot be scored (e.g. no GT within the tolerance);
     such records still flow through (a model in mode (b) must see every RGB frame, and they are counted).
     """
@@ -47,6 +49,7 @@ class FrameRecord:
     model: str = ""
     model_ms: float = math.nan
     skip: Optional[Skip] = None
+    rangefinder: Optional[RangeReading] = None
 
     def to_frame(self) -> Frame:
         """The estimators' view of this record (needs ``rgb``)."""

@@ -25,6 +25,7 @@ from depth_ms.evaluation.config import PREDICTION_KINDS, LabellerConfig
 from depth_ms.evaluation.pairing import BRACKET, NEAREST, Match, StampPairer
 from depth_ms.evaluation.records import FrameRecord, Skip
 from depth_ms.evaluation.temporal import interpolate_pose
+from depth_ms.metric.scaler import RangeReading
 
 from . import conversions
 
@@ -150,6 +151,8 @@ class BagFrameSource:
             streams[topics.prediction_info] = NEAREST
         if self.mode != "export":
             streams[topics.pose] = BRACKET
+        if self.mode != "export" and self.config.scale.uses_rangefinder:
+            streams[self.config.scale.rangefinder.topic] = NEAREST
         return {topic: kind for topic, kind in streams.items() if bag.topics.get(topic)}
 
     def _read(self, bag: _Bag) -> Iterator[FrameRecord]:
@@ -194,7 +197,8 @@ class BagFrameSource:
 def _topic_label(config: LabellerConfig, topic: str) -> str:
     topics = config.topics
     names = {topics.gt_depth: "ground truth", topics.rgb: "RGB", topics.prediction_info: "DepthInfo",
-             topics.pose: "pose", topics.camera_info: "camera_info", topics.prediction: "prediction"}
+             topics.pose: "pose", topics.camera_info: "camera_info", topics.prediction: "prediction",
+             config.scale.rangefinder.topic: "rangefinder"}
     return f"{names.get(topic, topic)} ({topic})"
 
 
@@ -248,15 +252,20 @@ class _RecordBuilder:
             self.source._count("unreadable /tf_static")
         return edges
 
+    def _static_chain(self, frame_id: str) -> tuple[np.ndarray, bool]:
+        """(T_base_frame from the bag's static transforms, whether the chain reaches the base frame)."""
+        chain, frame = np.eye(4), frame_id.lstrip("/")
+        while frame != self.config.frames.base and frame in self._tf_static:
+            parent, transform = self._tf_static[frame]
+            chain, frame = transform @ chain, parent
+        return chain, frame == self.config.frames.base
+
     def mount(self, frame_id: str) -> np.ndarray:
         """T_base_optical for images stamped ``frame_id`` (TF chain, else the configured fallback)."""
         if frame_id not in self._mounts:
             frames = self.config.frames
-            chain, frame = np.eye(4), frame_id.lstrip("/")
-            while frame != frames.base and frame in self._tf_static:
-                parent, transform = self._tf_static[frame]
-                chain, frame = transform @ chain, parent
-            if frame != frames.base:
+            chain, reached = self._static_chain(frame_id)
+            if not reached:
                 x, y, z, roll, pitch, yaw = frames.mount_fallback
                 chain = make_transform(Rotation.from_euler("xyz", (roll, pitch, yaw)).as_matrix(), (x, y, z))
                 self.source._count(f"image frames without TF to {frames.base} (fallback mount used)")
@@ -291,10 +300,22 @@ class _RecordBuilder:
             base_pose = interpolate_pose(match.stamp, *match.bracket[topics.pose])
             if base_pose is not None:
                 record.pose = base_pose @ self.mount(record.frame_id)
+                record.rangefinder = self._range_reading(match.nearest.get(self.config.scale.rangefinder.topic),
+                                                         base_pose)
         if record.gt is None:
             tolerance = self.config.pairing.tolerance
             record.skip = Skip("unmatched_gt", f"no ground truth within {tolerance} s of {match.stamp:.3f}")
         return record
+
+    def _range_reading(self, msg, base_pose: np.ndarray) -> Optional[RangeReading]:
+        """A paired Range message within its own limits, with the sensor's pose from the static mount."""
+        if msg is None or not msg.min_range <= msg.range <= msg.max_range:
+            return None
+        chain, reached = self._static_chain(msg.header.frame_id)
+        if not reached:
+            self.source._count(f"rangefinder frames without TF to {self.config.frames.base}")
+            return None
+        return RangeReading(float(msg.range), base_pose @ chain)
 
     def _prediction(self, msg, info) -> DepthPrediction:
         override = PREDICTION_KINDS[self.config.scoring.prediction_kind]

@@ -26,8 +26,10 @@ from depth_ms.evaluation.compare import CompareError, compare_runs
 from depth_ms.evaluation.config import ALIGNMENTS, SCOPES, LabellerConfig, load_labeller_config
 from depth_ms.evaluation.export import DatasetExporter
 from depth_ms.evaluation.labeller import Labeller, LabelResult, RunInfo, needs_sequence_fit
+from depth_ms.evaluation.metric_source import MetricSource
 from depth_ms.evaluation.predict import ModelSource
 from depth_ms.evaluation.reports import first_line
+from depth_ms.metric import SCALE_SOURCES
 from depth_ms.models import registry
 from depth_ms.models.base import EstimatorError
 
@@ -59,6 +61,8 @@ def label(bags: list[Path], config: LabellerConfig, output: Path, progress: bool
                                  config.time_jump_tolerance, cache, live)
         else:
             source = BagFrameSource(bags, config, "recorded", scratch)
+        if config.scale.source != "none":
+            source = MetricSource(source, config.scale, config.time_jump_tolerance)
         sinks = [OutputBagWriter(output / "labels.bag", config.outputs.error_range)] if config.outputs.bag else []
         info = RunInfo(inputs=[str(b) for b in bags], model=config.model, command=command)
         return Labeller(config, output, sinks, progress=progress, info=info).run(source)
@@ -95,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", "-m", help="run this registered estimator over the RGB frames (mode b)")
     parser.add_argument("--estimator", help="estimator options as YAML, e.g. '{scale: 1.1, shift: 0}'")
     parser.add_argument("--alignment", choices=ALIGNMENTS, help="override scoring.alignment")
+    parser.add_argument("--scale", choices=SCALE_SOURCES,
+                        help="metric scale source as depth_node's scale.source; scores with alignment none")
     parser.add_argument("--scope", choices=SCOPES, help="override scoring.scope")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set scoring.max_depth=40 --set topics.pose=/odom")
@@ -118,6 +124,9 @@ def _overrides(args: argparse.Namespace) -> dict:
             raise ConfigError(f"--estimator must be a YAML mapping, got {args.estimator!r}")
         overrides["estimator"] = options
     scoring = overrides.setdefault("scoring", {})
+    if args.scale:  # the node's metric pipeline, scored as published (no alignment to the ground truth)
+        overrides.setdefault("scale", {})["source"] = args.scale
+        scoring["alignment"] = "none"
     if args.alignment:
         scoring["alignment"] = args.alignment
     if args.scope:

@@ -1,0 +1,64 @@
+"""The depth node's metric pipeline, offline: each relative prediction gets its scale from the configured source.
+
+Wraps any FrameSource with predictions. Frames with a metric scale keep their relative map with the scale
+and shift attached (alignment ``none`` then scores the metres the node would publish); frames without one
+are skipped as ``no_metric_scale`` (the node publishes no metric depth for them) and counted. The scaler's
+state is reset on the same events as the estimator's: a new sequence, time going back, a new image size.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterator, Optional
+
+from depth_ms.core.types import DepthKind
+from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext
+
+from .records import FrameRecord, FrameSource, Skip
+
+
+class MetricSource:
+    """A FrameSource that attaches the metric scale of ``config`` to each prediction of ``base``."""
+
+    def __init__(self, base: FrameSource, config: ScaleConfig, time_jump_tolerance: float = 0.5) -> None:
+        self.base = base
+        self.config = config
+        self.time_jump_tolerance = time_jump_tolerance
+        self.no_scale = 0
+        self.scales: list[tuple[str, float, float]] = []  # (sequence, stamp, scale) of metric frames, last pass
+
+    @property
+    def expected_frames(self) -> Optional[int]:
+        return self.base.expected_frames
+
+    @property
+    def notes(self) -> list[str]:
+        return self.base.notes
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {**self.base.counts, "frames_without_metric_scale": self.no_scale}
+
+    def records(self) -> Iterator[FrameRecord]:
+        self.no_scale, self.scales = 0, []
+        scalers: dict[DepthKind, MetricScaler] = {}
+        last: Optional[tuple[str, float, tuple[int, ...]]] = None
+        for record in self.base.records():
+            prediction = record.prediction
+            if prediction is None or record.skip is not None:
+                yield record
+                continue
+            key = (record.sequence, record.stamp, prediction.depth.shape)
+            restart = last is not None and (key[0] != last[0] or key[1] < last[1] - self.time_jump_tolerance
+                                            or key[2] != last[2])
+            last = key
+            scaler = scalers.setdefault(prediction.kind, MetricScaler(self.config, prediction.kind))
+            if restart:
+                scaler.reset()
+            context = ScaleContext(record.stamp, record.intrinsics, record.pose, record.rangefinder, record.gt)
+            estimate = scaler.update(prediction.depth, context)
+            if not estimate.metric:
+                self.no_scale += 1
+                yield replace(record, skip=Skip("no_metric_scale", estimate.reason))
+                continue
+            self.scales.append((record.sequence, record.stamp, estimate.scale))
+            yield replace(record, prediction=replace(prediction, scale=estimate.scale, shift=estimate.shift))
