@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: set up if needed, then the embedded drone simulator + depth node, headless.
 # Extra arguments go to roslaunch, e.g.  scripts/demo.sh rviz:=true   or   scripts/demo.sh model:=midas
+# Depth is metric by default (scale:=ground_plane, from the drone pose over the flat ground: docs/metric_depth.md).
 # Without the model's weights (nothing is ever downloaded) it says so and runs the shipped fast model
 # (model:=midas), or the oracle when even that is missing.
 set -euo pipefail
