@@ -107,3 +107,40 @@ def test_sim_package_never_imports_rospy():
     code = "import sys, depth_ms.sim; depth_ms.sim.DroneSimulator; assert 'rospy' not in sys.modules"
     src = str(SIM_DIR.parents[1])
     subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {src!r}); {code}"], check=True)
+
+
+def test_rangefinder_reads_the_height_above_flat_ground_with_its_noise(simulator):
+    readings, heights = [], []
+    for index in range(0, 400, 20):
+        frame = simulator.render_pose_only(index)
+        sensor = frame.T_map_base @ simulator.T_base_rangefinder
+        readings.append(simulator.range_reading(index, frame.T_map_base))
+        heights.append(sensor[2, 3] / -sensor[2, 0])  # distance along the beam to z = 0
+    errors = np.array(readings) - np.array(heights)
+    assert np.abs(errors).max() < 0.1 and 0.005 < errors.std() < 0.04  # noise 0.02 m
+    assert simulator.range_reading(3, simulator.render_pose_only(3).T_map_base) == \
+        simulator.range_reading(3, simulator.render_pose_only(3).T_map_base)  # seeded per frame
+    off = DroneSimulator(load_sim_config({"width": 8, "height": 6, "rangefinder": {"enabled": False}}))
+    assert off.render(0).range is None
+    short = DroneSimulator(load_sim_config({"width": 8, "height": 6, "rangefinder": {"max_range": 2.0}}))
+    assert short.render(0).range == math.inf  # no return within the range (REP 117)
+
+
+def test_sloped_ground_tilts_the_world_and_keeps_the_altitude_above_it():
+    config = {"width": 64, "height": 48, "world": {"ground_slope_deg": 5.0, "ground_slope_azimuth_deg": 90.0}}
+    sim = DroneSimulator(load_sim_config(config))
+    assert sim.ground_height(0.0, 10.0) == pytest.approx(10.0 * math.tan(math.radians(5.0)))
+    assert sim.ground_height(10.0, 0.0) == pytest.approx(0.0, abs=1e-12)
+    flat = DroneSimulator(load_sim_config({"width": 64, "height": 48}))
+    frame, level = sim.render(150), flat.render(150)
+    x, y, z = frame.T_map_base[:3, 3]
+    assert z - sim.ground_height(x, y) == pytest.approx(level.T_map_base[2, 3])
+    # every ground pixel back-projects onto the tilted plane
+    rows, cols = np.nonzero(np.isfinite(frame.depth))
+    rows, cols = rows[rows > 40], cols[rows > 40]
+    depth = frame.depth[rows, cols]
+    k = frame.intrinsics
+    points = np.stack([(cols - k.cx) / k.fx * depth, (rows - k.cy) / k.fy * depth, depth, np.ones_like(depth)])
+    world = frame.T_map_optical @ points  # (4, N)
+    on_ground = np.abs(world[2] - [sim.ground_height(px, py) for px, py in zip(world[0], world[1])]) < 0.05
+    assert on_ground.mean() > 0.5

@@ -41,6 +41,8 @@ class WorldConfig:
     sun_azimuth_deg: float = 135.0  # counter-clockwise from east (ENU x)
     sun_elevation_deg: float = 45.0
     ambient: float = 0.35  # share of light that does not depend on the surface orientation
+    ground_slope_deg: float = 0.0  # the whole world tilted by this much (flat ground = 0); objects stand normal to it
+    ground_slope_azimuth_deg: float = 0.0  # uphill direction, counter-clockwise from east
 
     def validate(self) -> None:
         _require(self.half_extent > 0, "world.half_extent", f"must be > 0, got {self.half_extent}")
@@ -63,6 +65,8 @@ class WorldConfig:
         _require(0 < self.sun_elevation_deg <= 90, "world.sun_elevation_deg",
                  f"must be in (0, 90], got {self.sun_elevation_deg}")
         _require(0 <= self.ambient <= 1, "world.ambient", f"must be in [0, 1], got {self.ambient}")
+        _require(0 <= self.ground_slope_deg <= 15, "world.ground_slope_deg",
+                 f"must be in [0, 15] (a gentle slope), got {self.ground_slope_deg}")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .config import SimConfig
 from .flight_path import FlightPath
 from .renderer import Renderer
 from .raycast import nearest_hit
-from .rig import camera_in_base, rangefinder_in_base
+from .rig import camera_in_base, ground_tilt, rangefinder_in_base
 from .shading import Lighting
 from .world import World
 
@@ -58,6 +58,8 @@ class DroneSimulator:
         self.T_camera_optical = optical_in_camera()
         self.T_base_optical = self.T_base_camera @ self.T_camera_optical
         self.T_base_rangefinder = rangefinder_in_base(c.rangefinder)
+        self.T_map_world = ground_tilt(c.world.ground_slope_deg, c.world.ground_slope_azimuth_deg)
+        self.T_world_map = np.linalg.inv(self.T_map_world)
         self.renderer = Renderer(self.world, self._intrinsics, c.min_range, c.max_range, c.world.view_distance,
                                  Lighting.from_config(c.world))
 
@@ -73,13 +75,14 @@ class DroneSimulator:
         """Frame ``index`` with poses and intrinsics but without images (cheap)."""
         stamp = self.time_of(index)
         T_map_base = self.path.T_map_base(stamp)
+        T_map_base[2, 3] += self.ground_height(*T_map_base[:2, 3])  # the path's altitudes are above the ground
         return SimFrame(index, stamp, None, None, self._intrinsics, T_map_base, self.T_base_camera.copy(),
                         self.T_camera_optical.copy(), T_map_base @ self.T_base_optical)
 
     def render(self, index: int) -> SimFrame:
         """Frame ``index`` with RGB, ground-truth depth and the rangefinder reading."""
         frame = self.render_pose_only(index)
-        frame.rgb, frame.depth = self.renderer.render(frame.T_map_optical)
+        frame.rgb, frame.depth = self.renderer.render(self.T_world_map @ frame.T_map_optical)
         frame.range = self.range_reading(index, frame.T_map_base)
         return frame
 
@@ -88,8 +91,8 @@ class DroneSimulator:
         sensor = self.config.rangefinder
         if not sensor.enabled:
             return None
-        T_map_sensor = T_map_base @ self.T_base_rangefinder
-        distance = nearest_hit(self.world, T_map_sensor[:3, 3], T_map_sensor[:3, 0])
+        T_world_sensor = self.T_world_map @ T_map_base @ self.T_base_rangefinder
+        distance = nearest_hit(self.world, T_world_sensor[:3, 3], T_world_sensor[:3, 0])
         if not math.isfinite(distance) or distance > sensor.max_range:
             return math.inf
         distance += np.random.default_rng((self.config.seed, index)).normal(0.0, sensor.noise)
@@ -97,4 +100,9 @@ class DroneSimulator:
 
     def render_at(self, T_map_optical: np.ndarray, cull: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(rgb, depth) seen from an arbitrary optical-frame pose."""
-        return self.renderer.render(T_map_optical, cull=cull)
+        return self.renderer.render(self.T_world_map @ T_map_optical, cull=cull)
+
+    def ground_height(self, x: float, y: float) -> float:
+        """Map z of the ground under (x, y): 0 on flat ground, the tilted plane through the origin otherwise."""
+        normal = self.T_map_world[:3, 2]
+        return float(-(normal[0] * x + normal[1] * y) / normal[2])
