@@ -10,7 +10,8 @@ scale jitter (median |delta log scale| between consecutive metric frames of a fl
 
     source scripts/env.sh && python bench/bench_metric_scale.py [--flights data/metric_flights] [-o runs/bench_metric]
 
-The held-out video flights are rendered into ``--flights`` first when missing (they carry the rangefinder).
+The held-out video flights of ``--plan`` are rendered into ``--flights`` first when missing (they carry the
+rangefinder); ``--plan config/bench/sloped_flights.yaml`` measures the same over a 3 degree slope.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def scale_jitter(per_frame_csv: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", default=str(ROOT / "config/training/flights.yaml"), help="sim_flights plan")
     parser.add_argument("--flights", default=str(ROOT / "data/metric_flights"))
     parser.add_argument("--runs", default=str(ROOT / "config/bench/metric_runs.yaml"))
     parser.add_argument("-o", "--output", default=str(ROOT / "runs/bench_metric"))
@@ -57,7 +59,7 @@ def main() -> int:
     start = time.time()
     bags = sorted((Path(args.flights) / SPLIT).glob("*.bag"))
     if not bags:
-        subprocess.run(["rosrun", "depth_ms", "sim_flights", str(ROOT / "config/training/flights.yaml"),
+        subprocess.run(["rosrun", "depth_ms", "sim_flights", args.plan,
                         "-o", args.flights, "--split", SPLIT], check=True)
         bags = sorted((Path(args.flights) / SPLIT).glob("*.bag"))
     output = Path(args.output)
@@ -82,7 +84,7 @@ def main() -> int:
                      "n/a" if s["metrics"]["delta1"] is None else f"{s['metrics']['delta1']:.4f}", ratio,
                      f"{scale_jitter(output / name / 'per_frame.csv'):.2f}", f"{s['model_ms_mean']:.1f}"])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"{len(bags)} held-out video flights ({SPLIT}), {time.strftime('%Y-%m-%d')}, "
+    lines = [f"{len(bags)} held-out video flights ({SPLIT} of {Path(args.plan).name}), {time.strftime('%Y-%m-%d')}, "
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.time() - start:.0f} s"]
     for r in [header, ["-" * w for w in widths], *rows]:
         lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
