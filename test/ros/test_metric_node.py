@@ -5,16 +5,20 @@ the node must recover metres from the camera pose over the flat ground or from t
 must stop the metric topics when no scale source is configured.
 """
 import math
+import time
 
 import numpy as np
 import pytest
+import yaml
 from cv_bridge import CvBridge
 from sensor_msgs.msg import Image, PointCloud2, Range
+from std_msgs.msg import Header
 
+from depth_ms.core.config import load_yaml
 from depth_ms.msg import DepthInfo
 from depth_ms.ros import conversions
 
-from conftest import wait_for
+from conftest import ROOT, wait_for
 from helpers import Recorder
 
 OUT = "/depth_node/depth/"
@@ -97,3 +101,30 @@ def test_simulator_rangefinder_measures_the_height(unscaled_run):
     assert ranges and all(r.header.frame_id == "rangefinder_link" and r.radiation_type == Range.INFRARED
                           for r in ranges)
     assert all(2.5 < r.range < 12.5 for r in ranges)  # default flight: 3-12 m above flat ground
+
+
+def test_bad_range_messages_give_no_metric_output_and_a_reason(rosnode, launch, distorted_oracle, tmp_path):
+    """NaN, inf, beyond max_range, and a frame TF does not know: never a metric frame, the node keeps running."""
+    config = load_yaml(ROOT / "config" / "depth_node.yaml")
+    config["scale"].update(source="rangefinder", rangefinder={**config["scale"]["rangefinder"], "topic": "/bad_range"})
+    node_config = tmp_path / "depth_node.yaml"
+    node_config.write_text(yaml.safe_dump(config))
+    rec = Recorder(TOPICS)
+    pub = rosnode.Publisher("/bad_range", Range, queue_size=10)
+    proc = launch("drone_depth.launch", "model:=oracle", f"model_config:={distorted_oracle}",
+                  f"node_config:={node_config}", "sim_width:=160", "sim_height:=120", "sim_rate:=5")
+    readings = [(math.nan, "rangefinder_link"), (math.inf, "rangefinder_link"), (55.0, "rangefinder_link"),
+                (5.0, "nowhere_link")]
+    deadline = time.monotonic() + 60
+    while len(rec.get(OUT + "info")) < 10 and time.monotonic() < deadline:
+        for distance, frame in readings:
+            pub.publish(Range(header=Header(stamp=rosnode.Time.now(), frame_id=frame), min_range=0.1,
+                              max_range=40.0, range=distance))
+        time.sleep(0.05)
+    rec.close()
+    pub.unregister()
+    infos = rec.get(OUT + "info")
+    assert len(infos) >= 10 and not rec.get(OUT + "image") and not rec.get(OUT + "points")
+    assert all(not i.metric and i.scale_note == "no fresh rangefinder reading in range" for i in infos)
+    assert "no metric scale (no fresh rangefinder reading in range): metric topics stop" in proc.output()
+    assert proc.alive()

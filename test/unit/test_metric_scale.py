@@ -200,3 +200,16 @@ def test_sloped_ground_breaks_the_flat_ground_assumption_less_with_the_rangefind
             per_frame.append(np.mean(np.abs(metres[valid] - frame.depth[valid]) / frame.depth[valid]))
         errors[source] = np.mean(per_frame)
     assert 0.03 < errors["rangefinder"] < errors["ground_plane"] < 0.3, errors
+
+
+def test_no_ground_in_view_and_a_camera_below_the_ground_never_give_metric_depth(flight):
+    scaler = MetricScaler(load_scale_config({"source": "ground_plane", "filter": {"hold": 0.0}}),
+                          DepthKind.AFFINE_DEPTH)
+    frame = flight[0]
+    values = distorted(frame.depth, DepthKind.AFFINE_DEPTH)
+    sky = make_transform(np.eye(3), (0.0, 0.0, 5.0))  # optical axis straight up
+    up = scaler.update(values, ScaleContext(1.0, frame.intrinsics, sky))
+    assert not up.metric and up.reason == "no ground in view"
+    below = MetricScaler(load_scale_config({"source": "ground_plane", "ground_height": 50.0}), DepthKind.AFFINE_DEPTH)
+    estimate = below.update(values, ScaleContext(1.0, frame.intrinsics, frame.T_map_optical))
+    assert not estimate.metric and estimate.reason == "no ground in view"
