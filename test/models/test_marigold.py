@@ -171,25 +171,24 @@ def test_cold_reasons_size_scene_cut_and_reset(folders):
     assert not back.warm and back.extras["cold_reason"] == "time_jump"
 
 
-def test_forward_gap_allows_the_previous_frames_time(folders):
-    """A live node drops the images that arrive while the model runs: a forward gap up to max_frame_gap plus
-    the previous frame's time is a stream, not a time jump; beyond that, and any step back, is cold."""
+def test_forward_jumps_are_judged_on_the_input_streams_clock(folders):
+    """A live node drops the images that arrive while the model runs: frames far apart are warm when the input
+    stream between them was continuous (``input_gap``), whatever the machine's speed or the replay rate; a step
+    in the stream beyond max_frame_gap, or any step back, is cold."""
     est = registry.create("marigold", {"checkpoint": _path(folders, "v1-1"), "warm_start": "renoise",
                                        "max_frame_gap": 0.5})
     run = est.engine.run
 
-    def at(stamp, seed):
+    def at(stamp, seed, input_gap=None):
         image = _image(32, 48, seed=seed)
-        return run(image, Frame(rgb=image, stamp=stamp))
+        return run(image, Frame(rgb=image, stamp=stamp, input_gap=input_gap))
 
-    first = at(100.0, 0)
-    assert first.reason == "first"
-    busy = first.timings["total"]
-    slow = at(100.0 + 0.5 + 0.9 * busy, 1)  # frames dropped while the first one ran
-    assert slow.warm
-    jump = at(100.0 + 0.5 + 0.9 * busy + 0.5 + slow.timings["total"] + 0.5, 2)
-    assert jump.reason == "time_jump"
-    assert at(200.0, 3).reason == "time_jump" and at(199.8, 4).warm and at(199.0, 5).reason == "time_jump"
+    assert at(100.0, 0).reason == "first"
+    assert at(108.0, 1, input_gap=0.1).warm  # eight seconds of images dropped, a continuous stream
+    assert at(108.7, 2, input_gap=0.7).reason == "time_jump"  # the stream itself paused
+    assert at(108.9, 3).warm  # unknown stream: the step between the frames counts
+    assert at(109.6, 4).reason == "time_jump"
+    assert at(109.3, 5, input_gap=-0.3).warm and at(108.0, 6, input_gap=0.1).reason == "time_jump"  # back
 
 
 def test_renoise_warp_uses_pose_or_flow(folders):

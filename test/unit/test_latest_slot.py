@@ -38,3 +38,13 @@ def test_slow_consumer_sees_fresh_items_and_close_releases():
     assert seen == sorted(seen) and seen[-1] == 199
     assert len(seen) + slot.dropped_count == 200
     assert slot.dropped_count > 100
+
+
+def test_merge_combines_a_dropped_item_into_the_newer_one():
+    slot = LatestOnlySlot()
+    slot.put((1, 0.1), merge=lambda old, new: (new[0], max(old[1], new[1])))
+    slot.put((2, 0.5), merge=lambda old, new: (new[0], max(old[1], new[1])))
+    slot.put((3, 0.2), merge=lambda old, new: (new[0], max(old[1], new[1])))
+    assert slot.take(timeout=0) == (3, 0.5)  # the largest step among the dropped ones survives
+    slot.put((4, 0.1), merge=lambda old, new: (0, 0.0))
+    assert slot.take(timeout=0) == (4, 0.1)  # nothing dropped: stored as given

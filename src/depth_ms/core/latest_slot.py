@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Generic, Optional, TypeVar
+from typing import Callable, Generic, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -22,12 +22,18 @@ class LatestOnlySlot(Generic[T]):
         self.put_count = 0
         self.dropped_count = 0
 
-    def put(self, item: T) -> bool:
-        """Store ``item``; returns True when an unread older item was dropped."""
+    def put(self, item: T, merge: Optional[Callable[[T, T], T]] = None) -> bool:
+        """Store ``item``; returns True when an unread older item was dropped.
+
+        ``merge(dropped, item)`` builds what is stored instead of ``item`` when one is dropped (under the
+        slot's lock, so the worker never takes a half-merged item).
+        """
         with self._cond:
             dropped = self._has_item
             if dropped:
                 self.dropped_count += 1
+                if merge is not None:
+                    item = merge(self._item, item)
             self._item, self._has_item = item, True
             self.put_count += 1
             self._cond.notify()

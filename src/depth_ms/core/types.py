@@ -100,6 +100,8 @@ class Frame:
 
     ``rgb``: uint8 (H, W, 3). ``stamp``: seconds. ``pose_map_camera``: 4x4 optical-frame-to-map
     transform when known. ``gt_depth``: float32 metres (H, W), only for the oracle and the labeller.
+    ``input_gap``: the largest stamp step between consecutive input images since the previous frame the
+    estimator saw (images dropped in between count), None when unknown; on the stamps' clock like ``stamp``.
     """
 
     rgb: np.ndarray
@@ -109,3 +111,4 @@ class Frame:
     pose_map_camera: Optional[np.ndarray] = None
     gt_depth: Optional[np.ndarray] = None
     sequence: int = 0
+    input_gap: Optional[float] = None

@@ -116,8 +116,15 @@ class ModelSource:
 
     def _predict(self, records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
         last: Optional[tuple[str, float, tuple[int, ...]]] = None
+        received: Optional[tuple[str, float]] = None  # (sequence, stamp) of the previous RGB frame
+        input_gap: Optional[float] = None  # largest stamp step since the last predicted frame
         for record in records:
             self._last_model_ms = math.nan
+            if record.rgb is not None:  # every image the node would have received, dropped ones too
+                if received is not None and received[0] == record.sequence:
+                    step = record.stamp - received[1]
+                    input_gap = step if input_gap is None else max(input_gap, step)
+                received = (record.sequence, record.stamp)
             if record.rgb is None or record.skip is DROPPED_LIVE:
                 yield record
                 continue
@@ -129,9 +136,11 @@ class ModelSource:
             last = key
             if self.warm_up_s is None:
                 self.warm_up_s = self.estimator.warm_up(record.rgb.shape[1], record.rgb.shape[0])
+            frame = replace(record.to_frame(), input_gap=input_gap)
+            input_gap = None
             start = time.perf_counter()
             try:
-                prediction = self.estimator.predict(record.to_frame())
+                prediction = self.estimator.predict(frame)
             except Exception as exc:  # noqa: BLE001 - one failing frame is counted, the run goes on
                 if record.skip is None:
                     record = replace(record, skip=Skip("model_failed", f"{type(exc).__name__}: {exc}"))

@@ -46,6 +46,14 @@ NOTE_PERIOD = 10.0  # seconds before an identical warning is logged again
 class _Pending:
     image: Image
     gt_depth: Optional[Image]  # paired by exact stamp, only for estimators that need ground truth
+    input_gap: Optional[float]  # largest stamp step between received images since the last one taken
+
+
+def _keep_largest_gap(dropped: _Pending, newer: _Pending) -> _Pending:
+    """The newer image, remembering the largest stamp step of the images dropped before it."""
+    gaps = [g for g in (dropped.input_gap, newer.input_gap) if g is not None]
+    newer.input_gap = max(gaps) if gaps else None
+    return newer
 
 
 @dataclass
@@ -74,6 +82,7 @@ class DepthNode:
         self.counters = _Counters()
         self._camera_info: Optional[CameraInfo] = None
         self._last_stamp: Optional[float] = None
+        self._last_received: Optional[float] = None  # stamp of the newest image received
         self._last_size: Optional[tuple[int, int]] = None
         self._warned_scaled_info = False
         self._warmed_up = False
@@ -122,12 +131,18 @@ class DepthNode:
         self._range = msg
 
     def _on_image(self, msg: Image) -> None:
-        self.counters.frames_in += 1
-        self.slot.put(_Pending(msg, None))
+        self._receive(msg, None)
 
     def _on_image_pair(self, image: Image, gt_depth: Image) -> None:
+        self._receive(image, gt_depth)
+
+    def _receive(self, image: Image, gt_depth: Optional[Image]) -> None:
+        """Into the latest-only slot, with the stamp step from the previous image (stamps' clock only)."""
         self.counters.frames_in += 1
-        self.slot.put(_Pending(image, gt_depth))
+        stamp = image.header.stamp.to_sec()
+        gap = None if self._last_received is None else stamp - self._last_received
+        self._last_received = stamp
+        self.slot.put(_Pending(image, gt_depth, gap), merge=_keep_largest_gap)
 
     # ---------------------------------------------------------------- worker
     def start(self) -> None:
@@ -173,7 +188,7 @@ class DepthNode:
                                            self.config.optical_frame_id or msg.header.frame_id, msg.header.stamp,
                                            self.config.pose_timeout)
         frame = Frame(rgb=rgb, stamp=stamp, frame_id=msg.header.frame_id, intrinsics=intrinsics,
-                      pose_map_camera=pose, gt_depth=gt, sequence=msg.header.seq)
+                      pose_map_camera=pose, gt_depth=gt, sequence=msg.header.seq, input_gap=pending.input_gap)
         if not self._warmed_up:
             self._warm_up(rgb.shape[1], rgb.shape[0])
             fresher = self.slot.take(timeout=0)  # the newest image that arrived during the compile, if any
@@ -222,6 +237,7 @@ class DepthNode:
                          scale=products.scale, shift=products.shift, inlier_fraction=scale.inlier_fraction,
                          denoising_steps=prediction.steps,
                          warm_start=prediction.warm_start, warm=prediction.warm,
+                         cold_reason=prediction.extras.get("cold_reason", ""),
                          model_latency_ms=model_ms, overhead_ms=overhead_ms, latency_ms=latency_ms,
                          frames_in=counters.frames_in, frames_out=counters.frames_out,
                          frames_dropped=self.slot.dropped_count, frames_rejected=counters.rejected)

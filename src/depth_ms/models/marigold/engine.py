@@ -16,10 +16,12 @@ Warm-start schemes (``warm_start``):
   drone pose and the previous depth when the frame has a pose and intrinsics (and ``warp_motion`` is
   ``auto``), else with optical flow.
 The first frame, and any frame after :meth:`reset`, a size change, a time jump or a scene cut, is cold.
-A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or forward by more
-than ``max_frame_gap`` plus the time the previous frame took here: a live node drops the images that
-arrive while the model runs, so at real size on a CPU (1.5-7 s per frame) consecutive processed frames
-are always more than a second apart, and a fixed bound kept every frame cold.
+A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or a step forward of
+more than ``max_frame_gap`` in the input stream: ``Frame.input_gap``, the largest step between consecutive
+input images since the previous frame (a live node drops the images that arrive while the model runs, so
+processed frames are far apart on a slow CPU while the stream is continuous), else the step between the two
+frames. Both are on the stamps' clock, so the decision does not depend on the machine's speed or on a bag
+played faster than real time.
 Ensemble mode (``ensemble > 1``, offline quality runs): that many cold members with different noise,
 aligned per member (scale, shift) and reduced by median; the uncertainty is the median absolute
 deviation.
@@ -57,7 +59,7 @@ class EngineOptions:
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
     unet_graphs: str = "whole"  # graph mode: whole (one graph) | blocks (one graph per UNet block: less memory, slower)
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
-    max_frame_gap: float = 1.0  # stamp gap (s) beyond which the next frame is cold; forward: plus the last frame's time
+    max_frame_gap: float = 1.0  # stamp step (s) of the input stream beyond which the next frame is cold
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
     warp_motion: str = "auto"  # renoise_warp: auto (the drone pose when the frame has one, else optical flow) | flow
 
@@ -230,7 +232,8 @@ class MarigoldEngine:
 
     # ------------------------------------------------------------------------------------------ frames
 
-    def _cold_reason(self, size: tuple, thumb: np.ndarray, stamp: Optional[float]) -> str:
+    def _cold_reason(self, size: tuple, thumb: np.ndarray, stamp: Optional[float],
+                     input_gap: Optional[float]) -> str:
         if self.options.ensemble > 1 or self.options.warm_start == "none":
             return "disabled"
         if self._prev is None:
@@ -239,7 +242,8 @@ class MarigoldEngine:
             return "size"
         if stamp is not None and self._prev["stamp"] is not None:
             gap, bound = stamp - self._prev["stamp"], self.options.max_frame_gap
-            if gap < -bound or gap > bound + self._prev["seconds"]:
+            forward = gap if input_gap is None else input_gap
+            if gap < -bound or forward > bound:
                 return "time_jump"
         if float(np.abs(thumb - self._prev["thumb"]).mean()) > self.options.scene_cut:
             return "scene_cut"
@@ -281,7 +285,7 @@ class MarigoldEngine:
         image, padding = imaging.to_model_input(rgb, self.options.processing_resolution, self.align, self.min_side)
         thumb = imaging.thumbnail(rgb)
         stamp = None if frame is None else frame.stamp
-        reason = self._cold_reason((height, width), thumb, stamp)
+        reason = self._cold_reason((height, width), thumb, stamp, None if frame is None else frame.input_gap)
         grey = None
         if self.options.warm_start == "renoise_warp":  # (ph, pw) uint8 grey at processing size, for the flow
             processing = (image.shape[2] - padding[0], image.shape[3] - padding[1])
@@ -300,7 +304,7 @@ class MarigoldEngine:
         if uncertainty is not None:
             uncertainty = imaging.resize(uncertainty[None], height, width, antialias=False)[0]  # (H, W)
         timings["total"] = time.perf_counter() - t0
-        self._remember(latent, depth_small, padding, (height, width), thumb, grey, stamp, frame, timings["total"])
+        self._remember(latent, depth_small, padding, (height, width), thumb, grey, stamp, frame)
         return EngineResult(depth=depth.astype(np.float32), latent=latent, steps=steps, warm=not reason,
                             motion=motion, reason=reason, uncertainty=uncertainty, timings=timings)
 
@@ -332,11 +336,11 @@ class MarigoldEngine:
         depth_small, uncertainty = ensemble_depth(depths)
         return members[0], self.steps * self.options.ensemble, depth_small, uncertainty, ""
 
-    def _remember(self, latent, depth_small, padding, size, thumb, grey, stamp, frame, seconds) -> None:
-        """Keep what the next frame's warm start and cold tests need (``seconds``: this frame's time here)."""
+    def _remember(self, latent, depth_small, padding, size, thumb, grey, stamp, frame) -> None:
+        """Keep what the next frame's warm start and cold tests need."""
         lat_h, lat_w = latent.shape[-2:]
         padded = np.pad(depth_small, ((0, padding[0]), (0, padding[1])), mode="edge")  # (h * f, w * f)
-        self._prev = dict(latent=latent, size=size, thumb=thumb, grey=grey, stamp=stamp, seconds=seconds,
+        self._prev = dict(latent=latent, size=size, thumb=thumb, grey=grey, stamp=stamp,
                           pose=None if frame is None else frame.pose_map_camera,
                           processing=depth_small.shape, padding=padding,
                           depth_small=imaging.resize(padded[None], lat_h, lat_w, True)[0])  # (h, w)
