@@ -48,6 +48,12 @@ def _answered(rec, stamp, timeout=5.0):
         return False
 
 
+def _depth(rec, stamp):
+    """depth/image of ``stamp``: its own topic, so it may arrive after depth/info."""
+    wait_for(lambda: rec.by_stamp(OUT + "image", stamp) is not None, 5, message=f"depth {stamp}")
+    return rec.by_stamp(OUT + "image", stamp)
+
+
 def test_bad_input_is_reported_skipped_or_converted_and_node_survives(node):
     proc, pubs, rec = node
     rgb = np.random.default_rng(1).integers(0, 255, (6, 8, 3), dtype=np.uint8)
@@ -66,7 +72,7 @@ def test_bad_input_is_reported_skipped_or_converted_and_node_survives(node):
                                               (rgb, "bgr8")], start=11):
         _send(pubs, array, encoding, float(stamp))
         assert _answered(rec, float(stamp)), encoding
-        depth = rec.by_stamp(OUT + "image", float(stamp))
+        depth = _depth(rec, float(stamp))
         assert depth.encoding == "32FC1" and depth.header.frame_id == "cam_optical"
         wait_for(lambda: rec.by_stamp(OUT + "points", float(stamp)) is not None, 5, message="cloud")
 
@@ -84,7 +90,7 @@ def test_bad_input_is_reported_skipped_or_converted_and_node_survives(node):
     odd = np.random.default_rng(2).integers(0, 255, (17, 33, 3), dtype=np.uint8)
     _send(pubs, odd, "rgb8", 23.0)
     assert _answered(rec, 23.0)
-    assert rec.by_stamp(OUT + "image", 23.0).width == 33
+    assert _depth(rec, 23.0).width == 33
     time.sleep(0.3)
     assert rec.by_stamp(OUT + "points", 23.0) is None
     assert "other aspect ratio" in proc.output() and "image size changed" in proc.output()
@@ -102,8 +108,40 @@ def test_bad_input_is_reported_skipped_or_converted_and_node_survives(node):
     _send(pubs, big, "rgb8", 5.0, gt=gt)
     assert _answered(rec, 5.0)
     from cv_bridge import CvBridge
-    out = CvBridge().imgmsg_to_cv2(rec.by_stamp(OUT + "image", 5.0))
+    out = CvBridge().imgmsg_to_cv2(_depth(rec, 5.0))
     assert np.isnan(out[0, :3]).all() and np.allclose(out[1:], 4.0)
     assert "time jumped backwards" in proc.output()
 
     assert proc.alive(), proc.output()
+
+
+def test_oracle_without_ground_truth_and_an_off_centre_principal_point_are_named(rosnode, launch):
+    """An fpv_cam-style camera_info (cx, cy for 640x480 on a 320x240 image) and no ground-truth publisher:
+    both are said in the log instead of silence."""
+    rgb_pub = rosnode.Publisher("/camera/rgb/image_raw", Image, queue_size=1)
+    info_pub = rosnode.Publisher("/camera/rgb/camera_info", CameraInfo, queue_size=1, latch=True)
+    proc = launch(command=["rosrun", "depth_ms", "depth_node", "_model:=oracle", "_stats_period:=0"])
+    wait_for(lambda: rgb_pub.get_num_connections() > 0, 30, message="node connection")
+    off_centre = info_msg(320, 240, 0.0)
+    off_centre.K = [277.0, 0.0, 320.5, 0.0, 277.0, 240.5, 0.0, 0.0, 1.0]
+    info_pub.publish(off_centre)
+    rgb = np.zeros((240, 320, 3), np.uint8)
+    for stamp in range(20):
+        rgb_pub.publish(image_msg(rgb, "rgb8", float(stamp)))
+        time.sleep(0.25)
+    assert "needs ground-truth depth on /camera/depth/image_raw, which has no publisher" in proc.output()
+    rgb_pub.unregister()
+    info_pub.unregister()
+    assert proc.alive()
+
+
+def test_off_centre_principal_point_is_warned_once(node):
+    proc, pubs, rec = node
+    info = info_msg(320, 240, 0.0)
+    info.K = [277.0, 0.0, 320.5, 0.0, 277.0, 240.5, 0.0, 0.0, 1.0]
+    pubs["info"].publish(info)
+    time.sleep(0.3)
+    for stamp in (30.0, 31.0):
+        _send(pubs, np.zeros((240, 320, 3), np.uint8), "rgb8", stamp)
+        assert _answered(rec, stamp)
+    assert proc.output().count("principal point (320.5, 240.5) is far from the centre") == 1

@@ -65,6 +65,11 @@ class Intrinsics:
         return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
                           int(width), int(height))
 
+    def principal_point_near_centre(self, tolerance: float = 0.25) -> bool:
+        """True when (cx, cy) lies within ``tolerance`` of the image size from the image centre."""
+        return (abs(self.cx - (self.width - 1) / 2) <= tolerance * self.width
+                and abs(self.cy - (self.height - 1) / 2) <= tolerance * self.height)
+
     def same_aspect(self, width: int, height: int, tolerance: float = 0.01) -> bool:
         """True when ``width`` x ``height`` has the aspect ratio of these intrinsics."""
         return abs(width / height - self.width / self.height) <= tolerance * self.width / self.height

@@ -40,6 +40,7 @@ from .params import private_params_as
 
 BUFF_SIZE = 2 ** 26  # 64 MiB: rospy otherwise reads big images in small chunks and queues them (ros_comm #536)
 NOTE_PERIOD = 10.0  # seconds before an identical warning is logged again
+PAIR_CHECK_PERIOD = 3.0  # seconds between checks for why no image and ground-truth pair arrives
 
 
 @dataclass
@@ -85,6 +86,7 @@ class DepthNode:
         self._last_received: Optional[float] = None  # stamp of the newest image received
         self._last_size: Optional[tuple[int, int]] = None
         self._warned_scaled_info = False
+        self._warned_principal_point = False
         self._warmed_up = False
 
         self.pub_depth = rospy.Publisher("~depth/image", Image, queue_size=1)
@@ -103,6 +105,8 @@ class DepthNode:
                                                    buff_size=BUFF_SIZE)
             self._sync = message_filters.TimeSynchronizer([image_sub, depth_sub], queue_size=5)
             self._sync.registerCallback(self._on_image_pair)
+            self._pair_subs = (image_sub, depth_sub)
+            self._pair_check = rospy.Timer(rospy.Duration(PAIR_CHECK_PERIOD), self._check_pairs)
         else:
             rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
         if config.optical_parent_frame:
@@ -126,6 +130,20 @@ class DepthNode:
     # ---------------------------------------------------------------- callbacks (never block)
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _check_pairs(self, _event) -> None:
+        """Say why a model that needs ground truth gets no frames (the synchroniser is silent otherwise)."""
+        if self.counters.frames_in > 0:
+            self._pair_check.shutdown()
+            return
+        image_sub, depth_sub = self._pair_subs
+        images, depths = image_sub.sub.get_num_connections(), depth_sub.sub.get_num_connections()
+        if images and not depths:
+            rospy.logwarn(f"{self.estimator.name} needs ground-truth depth on {depth_sub.sub.resolved_name}, which "
+                          "has no publisher: nothing is published (remap camera/depth/image_raw or use a model)")
+        elif images:
+            rospy.logwarn(f"{self.estimator.name}: no image and ground-truth depth with equal stamps yet on "
+                          f"{image_sub.sub.resolved_name} and {depth_sub.sub.resolved_name}: nothing is published")
 
     def _on_range(self, msg: Range) -> None:
         self._range = msg
@@ -299,6 +317,11 @@ class DepthNode:
         except BadInputError as exc:
             rospy.logwarn_throttle_identical(NOTE_PERIOD, f"ignoring camera_info: {exc}")
             return None
+        if not self._warned_principal_point and not intrinsics.principal_point_near_centre():
+            rospy.logwarn(f"camera_info principal point ({intrinsics.cx:g}, {intrinsics.cy:g}) is far from the centre "
+                          f"of its {intrinsics.width}x{intrinsics.height} image (a K written for another size, like "
+                          "PX4's fpv_cam?): it is used as given, so depth/points is sheared sideways")
+            self._warned_principal_point = True
         if intrinsics.size == (width, height):
             return intrinsics
         if intrinsics.same_aspect(width, height):
