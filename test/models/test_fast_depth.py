@@ -17,7 +17,6 @@ HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ("torch", "tran
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch + transformers + Pillow not importable")
 HAS_MS = all(importlib.util.find_spec(m) is not None for m in ("mindspore", "mindone"))
 needs_ms = pytest.mark.skipif(not HAS_MS, reason="mindspore + mindone not importable")
-HAS_SMALL_NET = importlib.util.find_spec("depth_ms.models.midas.small_net") is not None
 REL_TOL = 1e-4
 
 from tiny_configs import TINY, hf_processor, write_tiny_folder  # noqa: E402
@@ -333,7 +332,6 @@ def test_default_weights_location_is_named(tmp_path, monkeypatch):
 
 
 @needs_ms
-@pytest.mark.skipif(not HAS_SMALL_NET, reason="depth_ms.models.midas.small_net (helper A) not written yet")
 def test_midas_small_estimator_runs_the_official_transform(tmp_path):
     """Random-weight MiDaS small through the estimator == manual transform + network + bicubic upsample."""
     import cv2
