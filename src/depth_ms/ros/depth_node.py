@@ -41,6 +41,8 @@ from .params import private_params_as
 BUFF_SIZE = 2 ** 26  # 64 MiB: rospy otherwise reads big images in small chunks and queues them (ros_comm #536)
 NOTE_PERIOD = 10.0  # seconds before an identical warning is logged again
 PAIR_CHECK_PERIOD = 3.0  # seconds between checks for why no image and ground-truth pair arrives
+SHUTDOWN_WAIT = 2.0  # seconds the shutdown waits for the worker's current frame
+STAMP_CLOCK_SPAN = 600.0  # an image stamp further behind the ROS clock than this is on another clock
 
 
 @dataclass
@@ -48,6 +50,7 @@ class _Pending:
     image: Image
     gt_depth: Optional[Image]  # paired by exact stamp, only for estimators that need ground truth
     input_gap: Optional[float]  # largest stamp step between received images since the last one taken
+    received: rospy.Time  # ROS clock when the image arrived
 
 
 def _keep_largest_gap(dropped: _Pending, newer: _Pending) -> _Pending:
@@ -87,6 +90,7 @@ class DepthNode:
         self._last_size: Optional[tuple[int, int]] = None
         self._warned_scaled_info = False
         self._warned_principal_point = False
+        self._warned_clock = False
         self._warmed_up = False
 
         self.pub_depth = rospy.Publisher("~depth/image", Image, queue_size=1)
@@ -160,12 +164,17 @@ class DepthNode:
         stamp = image.header.stamp.to_sec()
         gap = None if self._last_received is None else stamp - self._last_received
         self._last_received = stamp
-        self.slot.put(_Pending(image, gt_depth, gap), merge=_keep_largest_gap)
+        self.slot.put(_Pending(image, gt_depth, gap, rospy.Time.now()), merge=_keep_largest_gap)
 
     # ---------------------------------------------------------------- worker
     def start(self) -> None:
         self._worker.start()
-        rospy.on_shutdown(self.slot.close)
+        rospy.on_shutdown(self._stop)
+
+    def _stop(self) -> None:
+        """Release the worker and wait for it to finish its frame (bounded: a slow model frame is abandoned)."""
+        self.slot.close()
+        self._worker.join(timeout=SHUTDOWN_WAIT)
 
     def _warm_up(self, width: int, height: int) -> None:
         """Compile / first-run the model once, before it meets frames (frames meanwhile are dropped)."""
@@ -244,7 +253,7 @@ class DepthNode:
         counters.frames_out += 1
         model_ms = (model_end - model_start) * 1e3
         overhead_ms = ((model_start - start) + (end - model_end)) * 1e3
-        latency_ms = max(0.0, (rospy.Time.now() - msg.header.stamp).to_sec()) * 1e3  # ROS clock: sim time too
+        latency_ms = self._latency_ms(msg.header.stamp, pending.received)
         counters.window += 1
         counters.model_sum += model_ms
         counters.overhead_sum += overhead_ms
@@ -258,7 +267,8 @@ class DepthNode:
                          cold_reason=prediction.extras.get("cold_reason", ""),
                          model_latency_ms=model_ms, overhead_ms=overhead_ms, latency_ms=latency_ms,
                          frames_in=counters.frames_in, frames_out=counters.frames_out,
-                         frames_dropped=self.slot.dropped_count, frames_rejected=counters.rejected)
+                         frames_dropped=self.slot.dropped_count, frames_rejected=counters.rejected,
+                         frames_failed=counters.failed, resets=counters.resets)
         self.pub_depth_info.publish(info)
 
     def _metric_scale(self, values, intrinsics, stamp, pose, gt_depth) -> ScaleEstimate:
@@ -286,6 +296,19 @@ class DepthNode:
         pose = conversions.lookup_pose(self._tf_buffer, self.config.pose_frame, msg.header.frame_id,
                                        msg.header.stamp, self.config.pose_timeout)
         return RangeReading(float(msg.range), pose) if pose is not None else None
+
+    def _latency_ms(self, stamp: rospy.Time, received: rospy.Time) -> float:
+        """Image stamp -> now on the ROS clock (sim time too); from the arrival instead when the stamp is on
+        another clock (a bag played without --clock: stamps from another epoch), with a warning once."""
+        now = rospy.Time.now()
+        since_stamp = (now - stamp).to_sec()
+        if -1.0 <= since_stamp <= STAMP_CLOCK_SPAN:
+            return max(0.0, since_stamp) * 1e3
+        if not self._warned_clock:
+            rospy.logwarn(f"image stamps are {since_stamp:.0f} s from the ROS clock (a bag without --clock?): "
+                          "latency is measured from each image's arrival")
+            self._warned_clock = True
+        return max(0.0, (now - received).to_sec()) * 1e3
 
     def _check_continuity(self, stamp: float, size: tuple[int, int]) -> None:
         """Reset the estimator's temporal state on a backwards time jump or a size change."""
