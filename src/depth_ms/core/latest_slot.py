@@ -49,6 +49,10 @@ class LatestOnlySlot(Generic[T]):
             item, self._item, self._has_item = self._item, None, False
             return item
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Wake and release a waiting :meth:`take`."""
         with self._cond:

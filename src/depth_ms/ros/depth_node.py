@@ -186,7 +186,7 @@ class DepthNode:
         width, height = self.config.warm_up_size
         if width > 0 and height > 0:
             self._warm_up(width, height)
-        while not rospy.is_shutdown():
+        while not self.slot.closed and not rospy.is_shutdown():  # rospy flags shutdown only after its hooks ran
             pending = self.slot.take(timeout=0.5)
             if pending is None:
                 continue
