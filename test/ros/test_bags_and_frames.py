@@ -82,3 +82,23 @@ def test_lookup_pose_reads_tf_at_the_stamp_and_says_none_without_it():
     np.testing.assert_allclose(pose[:3, 3], [1.0, 0.0, 1.0])
     assert conversions.lookup_pose(buffer, "map", "other", rospy.Time.from_sec(1.5), 0.0) is None
     assert conversions.lookup_pose(buffer, "map", "cam", rospy.Time.from_sec(5.0), 0.0) is None
+
+
+def test_camera_info_keeps_its_lens_model_through_the_node_conversions():
+    """plumb_bob and equidistant survive camera_info -> Intrinsics -> depth/camera_info (the depth image stays on
+    the camera's distorted pixel grid); an unknown model with coefficients is refused by name."""
+    from depth_ms.core.image_ops import BadInputError
+    from depth_ms.core.types import Intrinsics
+
+    for model, d in (("plumb_bob", [-0.28, 0.07, 0.001, -0.0005, 0.0]), ("equidistant", [0.05, -0.01, 0.002, 0.0])):
+        msg = conversions.camera_info_from_intrinsics(Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, model,
+                                                                 tuple(d)), None)
+        intrinsics = conversions.intrinsics_from_camera_info(msg)
+        assert (intrinsics.distortion_model, list(intrinsics.distortion)) == (model, d)
+        half = conversions.camera_info_from_intrinsics(intrinsics.scaled_to(160, 120), None)
+        assert (half.distortion_model, list(half.D), half.K[0]) == (model, d, 150.0)
+    msg.distortion_model, msg.D = "kannala_brandt_9", [0.1] * 9
+    with pytest.raises(BadInputError, match="distortion model 'kannala_brandt_9'"):
+        conversions.intrinsics_from_camera_info(msg)
+    msg.D = [0.0] * 9  # a model name without coefficients is a pinhole camera
+    assert conversions.intrinsics_from_camera_info(msg).distortion_model == ""

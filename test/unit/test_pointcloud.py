@@ -53,3 +53,27 @@ def test_scaled_intrinsics_keep_rays_of_pixel_centres():
     # the centre of output pixel 0 covers input pixels 0..1, i.e. input coordinate 0.5
     assert (0 - half.cx) / half.fx == pytest.approx((0.5 - intr.cx) / intr.fx)
     assert half.same_aspect(212, 120) and not half.same_aspect(200, 200)
+
+
+@pytest.mark.parametrize("model, coefficients", [("plumb_bob", (-0.28, 0.07, 0.001, -0.0005, 0.0)),
+                                                 ("equidistant", (0.05, -0.01, 0.002, 0.0))])
+def test_distorted_pixels_back_project_onto_the_points_that_made_them(model, coefficients):
+    """Points projected through the lens model land on pixels; back-projection with the model recovers them."""
+    import cv2
+
+    intrinsics = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, model, coefficients)
+    rays_x, rays_y = pixel_rays(intrinsics)
+    rows, cols = np.array([10, 60, 119, 200, 230]), np.array([15, 300, 160, 40, 250])
+    depth = np.full((240, 320), np.nan, np.float32)
+    depth[rows, cols] = 7.0
+    cloud = depth_to_xyzrgb(depth, intrinsics)
+    points = np.stack([cloud["x"][rows, cols], cloud["y"][rows, cols], cloud["z"][rows, cols]], axis=-1)
+    zero = np.zeros(3)
+    if model == "equidistant":
+        pixels, _ = cv2.fisheye.projectPoints(points[:, None, :].astype(np.float64), zero, zero, intrinsics.k,
+                                              np.array(coefficients))
+    else:
+        pixels, _ = cv2.projectPoints(points.astype(np.float64), zero, zero, intrinsics.k, np.array(coefficients))
+    np.testing.assert_allclose(pixels.reshape(-1, 2), np.stack([cols, rows], axis=-1), atol=0.05)
+    pinhole_x, _ = pixel_rays(Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240))
+    assert abs(rays_x[10, 15] - pinhole_x[10, 15]) > 0.01  # the lens model matters at the corner

@@ -1,6 +1,9 @@
 """Back-projection of depth maps into point clouds (structured numpy arrays, no per-point loops)."""
 from __future__ import annotations
 
+import functools
+
+import cv2
 import numpy as np
 
 from .types import Intrinsics
@@ -9,17 +12,35 @@ from .types import Intrinsics
 XYZRGB_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4")])
 
 
+@functools.lru_cache(maxsize=8)  # once per camera_info (Intrinsics is frozen, so hashable)
 def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel ray slopes ((u - cx) / fx, (v - cy) / fy), each (H, W) float32.
+    """Per-pixel ray slopes (x / z, y / z) in the optical frame, each (H, W) float32.
 
     A pixel with depth Z back-projects to (X, Y, Z) = (ray_x * Z, ray_y * Z, Z): Z along the optical
-    axis as in REP 118, not a range along a unit ray.
+    axis as in REP 118, not a range along a unit ray. Pinhole: ((u - cx) / fx, (v - cy) / fy); with lens
+    distortion the pixel grid is undistorted by OpenCV (the model image_geometry wraps, vectorised here
+    because image_geometry's rectifyPoint takes one point at a time).
     """
+    if intrinsics.distortion_model and any(intrinsics.distortion):
+        return _undistorted_rays(intrinsics)
     u = (np.arange(intrinsics.width, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
     v = (np.arange(intrinsics.height, dtype=np.float32) - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
     ray_x = np.broadcast_to(u[None, :], (intrinsics.height, intrinsics.width))  # (H, W)
     ray_y = np.broadcast_to(v[:, None], (intrinsics.height, intrinsics.width))  # (H, W)
     return ray_x, ray_y
+
+
+def _undistorted_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Ray slopes of every pixel of a distorted image (plumb_bob / rational_polynomial or equidistant)."""
+    v, u = np.mgrid[0:intrinsics.height, 0:intrinsics.width].astype(np.float64)  # (H, W) each
+    pixels = np.stack([u.ravel(), v.ravel()], axis=-1)[:, None, :]  # (H * W, 1, 2)
+    coefficients = np.asarray(intrinsics.distortion, dtype=np.float64)
+    if intrinsics.distortion_model == "equidistant":
+        rays = cv2.fisheye.undistortPoints(pixels, intrinsics.k, coefficients[:4])  # (H * W, 1, 2)
+    else:
+        rays = cv2.undistortPoints(pixels, intrinsics.k, coefficients)  # (H * W, 1, 2)
+    rays = rays.reshape(intrinsics.height, intrinsics.width, 2).astype(np.float32)  # (H, W, 2)
+    return rays[..., 0], rays[..., 1]
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:

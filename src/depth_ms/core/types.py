@@ -17,9 +17,16 @@ class DepthKind(enum.IntEnum):
     AFFINE_DISPARITY = 2  # inverse depth up to an unknown scale and shift (MiDaS, DPT, Depth Anything)
 
 
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")  # sensor_msgs/distortion_models
+
+
 @dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics of an image of ``width`` x ``height`` pixels (pixel centres at integers)."""
+    """Camera intrinsics of an image of ``width`` x ``height`` pixels (pixel centres at integers).
+
+    Pinhole K, plus the lens distortion of CameraInfo when it has one (``distortion_model`` one of
+    DISTORTION_MODELS, ``distortion`` its D coefficients); "" = an undistorted pinhole camera.
+    """
 
     fx: float
     fy: float
@@ -27,6 +34,8 @@ class Intrinsics:
     cy: float
     width: int
     height: int
+    distortion_model: str = ""
+    distortion: tuple = ()
 
     @classmethod
     def from_hfov(cls, width: int, height: int, hfov_rad: float) -> "Intrinsics":
@@ -63,7 +72,7 @@ class Intrinsics:
         """
         sx, sy = width / self.width, height / self.height
         return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
-                          int(width), int(height))
+                          int(width), int(height), self.distortion_model, self.distortion)  # D: normalised coords
 
     def principal_point_near_centre(self, tolerance: float = 0.25) -> bool:
         """True when (cx, cy) lies within ``tolerance`` of the image size from the image centre."""

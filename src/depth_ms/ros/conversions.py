@@ -1,6 +1,7 @@
 """ROS message <-> numpy conversions (cv_bridge for images, one bulk copy for clouds)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -13,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depth_ms.core.image_ops import BadInputError, check_rgb
 from depth_ms.core.pointcloud import XYZRGB_DTYPE
-from depth_ms.core.types import Intrinsics
+from depth_ms.core.types import DISTORTION_MODELS, Intrinsics
 
 _BRIDGE = CvBridge()
 
@@ -128,16 +129,21 @@ def intrinsics_from_camera_info(msg: CameraInfo) -> Intrinsics:
     intrinsics = Intrinsics.from_k(msg.K, msg.width, msg.height)
     if not intrinsics.is_valid():
         raise BadInputError(f"camera_info has invalid K {list(msg.K)} or size {msg.width}x{msg.height}")
+    if any(msg.D):
+        if msg.distortion_model not in DISTORTION_MODELS:
+            raise BadInputError(f"camera_info distortion model '{msg.distortion_model}' is not one of "
+                                f"{', '.join(DISTORTION_MODELS)}")
+        intrinsics = replace(intrinsics, distortion_model=msg.distortion_model, distortion=tuple(msg.D))
     return intrinsics
 
 
 def camera_info_from_intrinsics(intrinsics: Intrinsics, header) -> CameraInfo:
-    """An undistorted plumb_bob CameraInfo for ``intrinsics``."""
+    """A CameraInfo for ``intrinsics`` with their distortion (plumb_bob with zeros when there is none)."""
     msg = CameraInfo()
     msg.header = header
     msg.width, msg.height = intrinsics.width, intrinsics.height
-    msg.distortion_model = "plumb_bob"
-    msg.D = [0.0] * 5
+    msg.distortion_model = intrinsics.distortion_model or "plumb_bob"
+    msg.D = list(intrinsics.distortion) if intrinsics.distortion_model else [0.0] * 5
     msg.K = intrinsics.k.flatten().tolist()
     msg.R = np.eye(3).flatten().tolist()
     msg.P = np.hstack([intrinsics.k, np.zeros((3, 1))]).flatten().tolist()
