@@ -462,12 +462,13 @@ def test_compile_cache_reuses_graphs_not_weights(tmp_path):
 
 
 def test_compile_cache_never_serves_another_architecture(tmp_path):
-    """MindSpore's cache numbers graphs by compile order under one entry script: a tiny-VAE run after a
-    full-VAE run (and the full VAE again) must still give its own PyNative result. (Another input size
-    does get the old graphs: hence the cache is off by default, README 'compile_cache'.)"""
+    """MindSpore's cache numbers graphs by compile order under one entry script and not by input shape: a
+    tiny-VAE run after a full-VAE run, another input size, and the first again must each give their own
+    PyNative result."""
     write_marigold_folder(str(tmp_path / "a"), seed=3)
     write_taesd_folder(str(tmp_path / "taesd"))
-    runs = [("full", "", (30, 44)), ("tiny", str(tmp_path / "taesd"), (30, 44)), ("full", "", (30, 44))]
+    runs = [("full", "", (30, 44)), ("tiny", str(tmp_path / "taesd"), (30, 44)), ("full", "", (46, 60)),
+            ("full", "", (30, 44))]
     (tmp_path / "run.py").write_text(  # one unchanged entry script for every run, as depth_node is
         "import json\nimport numpy as np\nfrom depth_ms.models import registry\n"
         "run = json.load(open('run.json'))\n"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -172,9 +172,12 @@ class _Modules:
 class MarigoldEngine:
     """Streaming depth with a loaded checkpoint (:func:`.checkpoint.load`)."""
 
-    def __init__(self, parts: MarigoldParts, options: EngineOptions) -> None:
+    def __init__(self, parts: MarigoldParts, options: EngineOptions,
+                 before_shape: Optional[Callable[[tuple], None]] = None) -> None:
+        """``before_shape(model input shape)`` runs before each frame's networks (the compile cache)."""
         options.validate()
         self.parts, self.options = parts, options
+        self.before_shape = before_shape
         self.sampler = parts.info.sampler
         self.steps = options.steps or parts.info.default_steps
         if options.warm_start in ("renoise", "renoise_warp") and options.warm_steps >= self.steps:
@@ -283,6 +286,8 @@ class MarigoldEngine:
         rgb = canonical_rgb(rgb, imaging.MAX_PIXELS)
         height, width = rgb.shape[:2]
         image, padding = imaging.to_model_input(rgb, self.options.processing_resolution, self.align, self.min_side)
+        if self.before_shape is not None:
+            self.before_shape(image.shape)
         thumb = imaging.thumbnail(rgb)
         stamp = None if frame is None else frame.stamp
         reason = self._cold_reason((height, width), thumb, stamp, None if frame is None else frame.input_gap)

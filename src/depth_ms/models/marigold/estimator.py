@@ -1,8 +1,6 @@
 """The ``marigold`` and ``marigold_lcm`` estimators: checkpoint + streaming engine behind the protocol."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
@@ -14,6 +12,8 @@ from depth_ms.core.config import from_dict
 from depth_ms.core.types import DepthKind, DepthPrediction, Frame
 from depth_ms.models import mindspore_device, weights
 from depth_ms.models.base import EstimatorError
+
+from .compile_cache import CompileCache
 
 
 @dataclass
@@ -36,7 +36,7 @@ class MarigoldOptions:
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
     warp_motion: str = "auto"  # renoise_warp: auto (pose when the frame has one, else optical flow) | flow
     compile_cache: str = ""  # graph mode: MindSpore's compile cache folder, e.g. ~/.cache/depth_ms/compile;
-    # "" = off. Only for a fixed input size: cached graphs are reused for another size (wrong depth).
+    # "" = off. One sub-folder per architecture and model input shape; a second shape in one process runs uncached.
 
 
 class MarigoldEstimator:
@@ -97,13 +97,11 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
         engine_opts.validate()
     except ValueError as exc:
         raise EstimatorError(f"estimator options: {exc}") from exc
+    compile_cache = None
     if mode == "graph" and opts.compile_cache and os.path.isfile(sys.argv[0]):  # the cache hashes the entry script
-        # Reuses compiled graphs across runs (measured: SD2-size first frame 50 s -> 28 s); it keys on the
-        # network, not on weight values (test_compile_cache_reuses_graphs_not_weights), but not on the
-        # input size, hence off by default.
-        os.environ.setdefault("MS_COMPILER_CACHE_ENABLE", "1")
-        os.environ.setdefault("MS_COMPILER_CACHE_PATH", compile_cache_path(opts.compile_cache, checkpoint_path,
-                                                                           tiny_path, engine_opts))
+        # Reuses compiled graphs across runs (SD2-size first frame 50 s -> 28 s); graphs, not weight values
+        # (test_compile_cache_reuses_graphs_not_weights); one folder per architecture and input shape.
+        compile_cache = CompileCache(opts.compile_cache, checkpoint_path, tiny_path, engine_opts)
     mindspore_device.keep_torch_out()
     mindspore_device.configure(device, mode)
     from .checkpoint import load
@@ -111,25 +109,10 @@ def _build(options: dict, device: str, mode: str, default_model: str, name: str)
 
     parts = load(checkpoint_path, tiny_path, full_vae=not (tiny_path and opts.tiny_vae_side == "both"))
     try:
-        engine = MarigoldEngine(parts, engine_opts)
+        engine = MarigoldEngine(parts, engine_opts, before_shape=compile_cache)
     except ValueError as exc:
         raise EstimatorError(f"estimator options: {exc}") from exc
     return MarigoldEstimator(engine, name, found.describe())
-
-
-def compile_cache_path(base: str, checkpoint_path: str, tiny_path: str, engine_opts) -> str:
-    """``base``/<hash of the network configs and engine options>: one cache per architecture.
-
-    MindSpore numbers cached graphs by compile order under the entry script's hash only, so without
-    this a tiny-VAE run after a full-VAE run loaded the full VAE's graphs
-    (test_compile_cache_never_serves_another_architecture).
-    """
-    digest = hashlib.sha256(json.dumps(asdict(engine_opts), sort_keys=True, default=str).encode())
-    configs = [os.path.join(checkpoint_path, part, "config.json") for part in ("unet", "vae")]
-    for path in configs + ([os.path.join(tiny_path, "config.json")] if tiny_path else []):
-        with open(path, "rb") as f:
-            digest.update(f.read())
-    return os.path.join(os.path.expanduser(base), digest.hexdigest()[:16])
 
 
 def create(options: dict, device: str = "cpu", mode: str = "pynative") -> MarigoldEstimator:
