@@ -13,33 +13,24 @@ from typing import Iterator, Optional
 from depth_ms.core.types import DepthKind
 from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext
 
-from .records import FrameRecord, FrameSource, Skip
+from .records import FrameRecord, FrameSource, Skip, SourceStage
 
 
-class MetricSource:
+class MetricSource(SourceStage):
     """A FrameSource that attaches the metric scale of ``config`` to each prediction of ``base``."""
 
     def __init__(self, base: FrameSource, config: ScaleConfig, time_jump_tolerance: float = 0.5) -> None:
-        self.base = base
+        super().__init__(base)
         self.config = config
         self.time_jump_tolerance = time_jump_tolerance
-        self.no_scale = 0
-        self.scales: list[tuple[str, float, float]] = []  # (sequence, stamp, scale) of metric frames, last pass
-
-    @property
-    def expected_frames(self) -> Optional[int]:
-        return self.base.expected_frames
-
-    @property
-    def notes(self) -> list[str]:
-        return self.base.notes
+        self.no_scale = 0  # frames without a metric scale in the last pass
 
     @property
     def counts(self) -> dict[str, int]:
         return {**self.base.counts, "frames_without_metric_scale": self.no_scale}
 
     def records(self) -> Iterator[FrameRecord]:
-        self.no_scale, self.scales = 0, []
+        self.no_scale = 0
         scalers: dict[DepthKind, MetricScaler] = {}
         last: Optional[tuple[str, float, tuple[int, ...]]] = None
         for record in self.base.records():
@@ -60,5 +51,4 @@ class MetricSource:
                 self.no_scale += 1
                 yield replace(record, skip=Skip("no_metric_scale", estimate.reason))
                 continue
-            self.scales.append((record.sequence, record.stamp, estimate.scale))
             yield replace(record, prediction=replace(prediction, scale=estimate.scale, shift=estimate.shift))

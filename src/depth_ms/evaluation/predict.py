@@ -19,7 +19,7 @@ import numpy as np
 from depth_ms.core.types import DepthKind, DepthPrediction
 
 from .labels import frame_stem
-from .records import FrameRecord, FrameSource, Skip
+from .records import FrameRecord, FrameSource, Skip, SourceStage
 
 if TYPE_CHECKING:  # the protocol only; evaluation never imports a model at run time
     from depth_ms.models.base import DepthEstimator
@@ -28,14 +28,14 @@ if TYPE_CHECKING:  # the protocol only; evaluation never imports a model at run 
 DROPPED_LIVE = Skip("dropped_live", "the live node would have been busy with an earlier frame")
 
 
-class ModelSource:
+class ModelSource(SourceStage):
     """A FrameSource that adds the estimator's prediction to every record of ``base``."""
 
     def __init__(self, base: FrameSource, estimator: "DepthEstimator", time_jump_tolerance: float = 0.5,
                  cache_dir: Optional[Path] = None, live_model_ms: Optional[float] = None) -> None:
         """``live_model_ms``: None runs every frame; else frames are dropped as the live node would, with this
         model time per frame on the stamps' clock (0 = each frame's measured time); see LiveConfig."""
-        self.base = base
+        super().__init__(base)
         self.estimator = estimator
         self.time_jump_tolerance = time_jump_tolerance
         self.live_model_ms = live_model_ms
@@ -47,14 +47,6 @@ class ModelSource:
         self.resets = 0
         self.dropped = 0  # frames the live replay dropped
         self._dropped_stems: set[str] = set()
-
-    @property
-    def expected_frames(self) -> Optional[int]:
-        return self.base.expected_frames
-
-    @property
-    def notes(self) -> list[str]:
-        return self.base.notes
 
     @property
     def counts(self) -> dict[str, int]:

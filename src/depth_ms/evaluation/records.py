@@ -72,6 +72,21 @@ class FrameSource(Protocol):
         ...
 
 
+class SourceStage:
+    """A FrameSource that transforms the records of ``base``; frame count and notes are the base's."""
+
+    def __init__(self, base: FrameSource) -> None:
+        self.base = base
+
+    @property
+    def expected_frames(self) -> Optional[int]:
+        return self.base.expected_frames
+
+    @property
+    def notes(self) -> list[str]:
+        return self.base.notes
+
+
 @dataclass
 class ListSource:
     """A FrameSource over records already in memory (tests, small tools)."""
