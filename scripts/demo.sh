@@ -24,7 +24,7 @@ if [ "$model" != oracle ]; then
   if found="$(has_weights "$model" "$weights")"; then
     echo "[demo] model '$model' runs $found"
   elif [ -z "$weights" ] && found="$(has_weights midas "")"; then
-    echo "[demo] no weights for model '$model' (README, 'Model weights': nothing is downloaded)."
+    echo "[demo] no weights for model '$model' (docs/models.md, 'Model weights': nothing is downloaded)."
     echo "[demo] running model:=midas instead, with $found"
     model=midas
   else

@@ -8,7 +8,7 @@ from .config import ConfigError
 
 @dataclass
 class DepthNodeConfig:
-    """Every ``~param`` of ``depth_node`` (see README, "Depth node parameters")."""
+    """Every ``~param`` of ``depth_node`` (docs/node.md, "Depth node parameters")."""
 
     model: str = "oracle"  # registered estimator name
     estimator: dict = field(default_factory=dict)  # options passed to the estimator factory

@@ -151,7 +151,7 @@ class OutputsConfig:
 
 @dataclass
 class LabellerConfig:
-    """Everything ``label_bag`` reads from ``config/labeller.yaml`` (see README, "Offline labeller")."""
+    """Everything ``label_bag`` reads from ``config/labeller.yaml`` (docs/labeller.md)."""
 
     model: str = ""  # "" = score the predictions recorded in the bag; else a registered estimator
     estimator: dict = field(default_factory=dict)  # options of that estimator

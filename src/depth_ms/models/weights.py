@@ -1,7 +1,7 @@
 """Where model weights live on disk: one directory, never a model hub, plus the models the package ships.
 
 Resolution order for a model: an explicit path; else its official release in ``$DEPTH_MS_WEIGHTS``
-(default ``~/.cache/depth_ms/weights``), named as the release is (the README lists them); else the model
+(default ``~/.cache/depth_ms/weights``), named as the release is (docs/models.md lists them); else the model
 the package trained on its own simulator and ships in ``depth_ms/models/shipped/`` (``config/training``
 and ``scripts/retrain.sh`` reproduce it). Nothing here downloads anything.
 """
@@ -49,7 +49,7 @@ def require(path: str, what: str) -> str:
     """``path`` if it exists, else an EstimatorError naming it and saying how to get it."""
     if not os.path.exists(path):
         raise EstimatorError(f"{what} not found: {path} (no download at run time: put the official files "
-                             f"there, or set DEPTH_MS_WEIGHTS / the estimator's weights option; see README, "
+                             f"there, or set DEPTH_MS_WEIGHTS / the estimator's weights option; see docs/models.md, "
                              f"'Model weights')")
     return path
 
@@ -86,7 +86,7 @@ def locate(path: str, model: str, what: str) -> ResolvedWeights:
         return ResolvedWeights(own, "shipped")
     raise EstimatorError(f"{what} not found: {official}" + (f" nor the shipped model {own}" if own else "")
                          + " (no download at run time: put the official files there, or set DEPTH_MS_WEIGHTS / "
-                           "the estimator's weights option; see README, 'Model weights')")
+                           "the estimator's weights option; see docs/models.md, 'Model weights')")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ Publishes under ``~depth/``: ``image`` (32FC1 metres, REP 118) and ``points`` (P
 frame) only while the frame has a metric scale; ``relative`` (32FC1, the model's own map, relative models
 only), ``colored`` (bgr8), ``camera_info`` (rescaled to the output size), ``uncertainty`` and ``info``
 (depth_ms/DepthInfo: the scale's source, state and fit). Parameters: see
-:class:`depth_ms.core.node_config.DepthNodeConfig`, :class:`depth_ms.metric.ScaleConfig` and the README.
+:class:`depth_ms.core.node_config.DepthNodeConfig`, :class:`depth_ms.metric.ScaleConfig` and docs/node.md.
 """
 from __future__ import annotations
 

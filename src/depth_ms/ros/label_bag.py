@@ -5,7 +5,7 @@
     rosrun depth_ms compare_runs out_a/ out_b/ -o cmp/                 # existing runs, one table
     rosrun depth_ms compare_runs -o cmp/ --bags flight.bag --runs runs.yaml   # label several settings, compare
 
-No roscore is needed (rosbag only). Options and outputs: README, "Offline labeller".
+No roscore is needed (rosbag only). Options and outputs: docs/labeller.md.
 """
 from __future__ import annotations
 

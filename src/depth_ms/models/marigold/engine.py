@@ -47,7 +47,7 @@ LARGE_VAE_PARAMETERS = 20_000_000  # a full VAE above this runs eagerly in graph
 
 @dataclass
 class EngineOptions:
-    """Sampling options (estimator options of the same names; README, 'Marigold')."""
+    """Sampling options (estimator options of the same names; docs/models.md, 'Marigold')."""
 
     steps: int = 0  # cold steps; 0 = the checkpoint's default (v1-1: 4, LCM: 1)
     processing_resolution: int = 0  # longer edge in pixels; 0 = the input size

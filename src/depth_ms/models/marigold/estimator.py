@@ -18,7 +18,7 @@ from .compile_cache import CompileCache
 
 @dataclass
 class MarigoldOptions:
-    """Estimator options (``~estimator`` of depth_node; README, 'Marigold')."""
+    """Estimator options (``~estimator`` of depth_node; docs/models.md, 'Marigold')."""
 
     checkpoint: str = ""  # diffusers folder; "" = <weights dir>/marigold-depth-v1-1 (LCM: ...-lcm-v1-0), else shipped
     tiny_vae: str = ""  # AutoencoderTiny (TAESD) folder; "" = the checkpoint's full VAE
@@ -126,5 +126,5 @@ def create_lcm(options: dict, device: str = "cpu", mode: str = "pynative") -> Ma
 
 
 def option_names() -> list[str]:
-    """Documented option names (README table, launch args)."""
+    """Documented option names (docs/models.md table, launch args)."""
     return list(asdict(MarigoldOptions()))
