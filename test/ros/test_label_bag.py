@@ -221,3 +221,52 @@ def test_label_bag_scale_none_leaves_relative_maps_to_the_alignment(sim_bag, tmp
                  "{kind: affine_depth, scale: 0.5, shift: 2.0}", *QUICK]) == 0
     s = _summary(out)
     assert s["alignment_applied"] == {"depth": FRAMES} and s["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def three_bags(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    return [write_sim_bag(DroneSimulator(load_sim_config({"width": 64, "height": 48, "seed": seed})),
+                          folder / f"flight_{seed}.bag", 8) for seed in (1, 2, 3)]
+
+
+def _rows(output: Path) -> list[str]:
+    return sorted((output / "per_frame.csv").read_text().splitlines()[1:])
+
+
+def test_jobs_label_bags_in_parallel_with_the_results_of_one_process(three_bags, tmp_path):
+    oracle = ["--model", "oracle", "--estimator", "{scale: 1.1}", *QUICK]
+    assert main(["label_bag", *map(str, three_bags), "-o", str(tmp_path / "one"), *oracle]) == 0
+    assert main(["label_bag", *map(str, three_bags), "-o", str(tmp_path / "two"), "--jobs", "2", *oracle]) == 0
+    one, two = _summary(tmp_path / "one"), _summary(tmp_path / "two")
+    assert two["scored"] == one["scored"] == 24 and two["metrics"] == one["metrics"]
+    strip = lambda rows: [",".join(r.split(",")[:-2]) for r in rows]  # noqa: E731 - model_ms differs
+    assert strip(_rows(tmp_path / "two")) == strip(_rows(tmp_path / "one"))
+    assert not (tmp_path / "two" / ".predictions").exists()  # a finished run keeps no stores
+
+
+def test_resume_keeps_finished_bags_and_redoes_the_unfinished_one(three_bags, tmp_path):
+    """A run killed after the first bag: its store is finished, the second bag's store is half written. The
+    resumed run reads the first store as it is (marked here: one of its frames doubled) and redoes the second."""
+    from depth_ms.ros.label_bag import build_config, predict_bags
+
+    out = tmp_path / "killed"
+    config = build_config(None, {"model": "oracle", "estimator": {"scale": 1.1}})
+    predict_bags(three_bags[:1], config, out / ".predictions", 1, False, False)
+    marked = out / ".predictions" / "flight_1" / "flight_1_000000.npy"
+    np.save(marked, np.load(marked) * 2.0)  # 2.2 x the ground truth: AbsRel near 1.2 if this store is reused
+    half = out / ".predictions" / "flight_2"
+    half.mkdir()
+    (half / "flight_2_000000.npy").write_bytes(b"half a file")
+    oracle = ["--model", "oracle", "--estimator", "{scale: 1.1}", *QUICK]
+    assert main(["label_bag", *map(str, three_bags), "-o", str(out), "--resume", *oracle]) == 0
+    rows = _rows(out)
+    assert len(rows) == 24 and len({tuple(r.split(",")[:2]) for r in rows}) == 24  # each frame once
+    abs_rel = {tuple(r.split(",")[:2]): float(r.split(",")[11]) for r in rows}
+    assert abs_rel["flight_1", "0"] > 1.0  # the finished store, not recomputed (about 1.2, less where clipped)
+    assert all(v == pytest.approx(0.1, rel=1e-4) for k, v in abs_rel.items() if k != ("flight_1", "0"))
+    assert _summary(out)["complete"] and not (out / ".predictions").exists()
+
+
+def test_jobs_need_a_model(sim_bag, tmp_path):
+    assert main(["label_bag", str(sim_bag), "-o", str(tmp_path / "x"), "--jobs", "2"]) == 2

@@ -4,11 +4,15 @@ Every RGB frame goes through the model, also those without ground truth, so stat
 (streaming Marigold's warm start) see the stream as they would live. The state is reset when a new
 sequence starts, time jumps back or the image size changes, as the depth node does.
 With ``cache_dir`` the predictions of the first pass are kept on disk (one .npy per frame) and replayed
-on later passes (per-sequence alignment reads the stream twice; the model runs once).
+on later passes (per-sequence alignment reads the stream twice; the model runs once). ``write_index`` makes
+such a folder a finished store that :class:`StoredPredictions` replays in another process (``label_bag
+--jobs`` / ``--resume``: one store per bag, made in parallel, kept when a run is killed).
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +30,21 @@ if TYPE_CHECKING:  # the protocol only; evaluation never imports a model at run 
 
 
 DROPPED_LIVE = Skip("dropped_live", "the live node would have been busy with an earlier frame")
+INDEX_FILE = "predictions.json"  # written last: a store folder without it is unfinished
+
+
+def _replayed(record: FrameRecord, folder: Path, cached: dict, dropped: set, model: str) -> FrameRecord:
+    """``record`` with its stored prediction (or marked dropped / failed as in the pass that made the store)."""
+    stem = frame_stem(record.sequence, record.index)
+    if stem in dropped:
+        return replace(record, skip=DROPPED_LIVE)
+    if stem in cached:
+        kind, scale, shift, model_ms = cached[stem]
+        prediction = DepthPrediction(np.load(folder / f"{stem}.npy"), DepthKind(kind), scale, shift)
+        return replace(record, prediction=prediction, model=model, model_ms=model_ms)
+    if record.rgb is not None and record.skip is None:
+        return replace(record, skip=Skip("model_failed", "no prediction in the first pass"))
+    return record
 
 
 class ModelSource(SourceStage):
@@ -155,13 +174,45 @@ class ModelSource(SourceStage):
 
     def _replay(self, records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
         for record in records:
-            stem = frame_stem(record.sequence, record.index)
-            if stem in self._dropped_stems:
-                record = replace(record, skip=DROPPED_LIVE)
-            elif stem in self._cached:
-                kind, scale, shift, model_ms = self._cached[stem]
-                prediction = DepthPrediction(np.load(self.cache_dir / f"{stem}.npy"), DepthKind(kind), scale, shift)
-                record = replace(record, prediction=prediction, model=self.estimator.name, model_ms=model_ms)
-            elif record.rgb is not None and record.skip is None:
-                record = replace(record, skip=Skip("model_failed", "no prediction in the first pass"))
-            yield record
+            yield _replayed(record, self.cache_dir, self._cached, self._dropped_stems, self.estimator.name)
+
+    def write_index(self) -> None:
+        """Finish the cache folder as a store (atomically: the index appears complete or not at all)."""
+        index = {"model": self.estimator.name, "cached": self._cached, "dropped": sorted(self._dropped_stems),
+                 "counts": {"model_resets": self.resets, "frames_dropped_live": self.dropped}}
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.cache_dir / (INDEX_FILE + ".partial")
+        partial.write_text(json.dumps(index))
+        os.replace(partial, self.cache_dir / INDEX_FILE)
+
+
+class StoredPredictions(SourceStage):
+    """Mode (b) from finished stores, one folder per sequence under ``root`` (see :meth:`ModelSource.write_index`)."""
+
+    def __init__(self, base: FrameSource, root: Path, live: bool = False) -> None:
+        super().__init__(base)
+        self.root = Path(root)
+        self.live = live
+        self._indexes: dict[str, dict] = {}
+
+    def _index(self, sequence: str) -> dict:
+        if sequence not in self._indexes:
+            path = self.root / sequence / INDEX_FILE
+            self._indexes[sequence] = json.loads(path.read_text()) if path.is_file() else \
+                {"model": "", "cached": {}, "dropped": [], "counts": {}}
+            self._indexes[sequence]["dropped"] = set(self._indexes[sequence]["dropped"])
+        return self._indexes[sequence]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {**self.base.counts, "model_resets": sum(i["counts"].get("model_resets", 0)
+                                                           for i in self._indexes.values())}
+        if self.live:
+            counts["frames_dropped_live"] = sum(i["counts"].get("frames_dropped_live", 0)
+                                                for i in self._indexes.values())
+        return counts
+
+    def records(self) -> Iterator[FrameRecord]:
+        for record in self.base.records():
+            index = self._index(record.sequence)
+            yield _replayed(record, self.root / record.sequence, index["cached"], index["dropped"], index["model"])

@@ -56,7 +56,8 @@ class BagFrameSource:
     """
 
     def __init__(self, paths: list[Path], config: LabellerConfig, mode: str,
-                 scratch_dir: Optional[Path] = None) -> None:
+                 scratch_dir: Optional[Path] = None, sequences: Optional[list[str]] = None) -> None:
+        """``sequences``: the bags' sequence names (default: their unique file stems, :func:`sequence_names`)."""
         if mode not in ("recorded", "model", "export"):
             raise ValueError(f"mode must be recorded, model or export, got '{mode}'")
         self.paths = [Path(p) for p in paths]
@@ -66,7 +67,7 @@ class BagFrameSource:
         self.notes: list[str] = []
         self.counts: dict[str, int] = {}
         self.expected_frames: Optional[int] = None
-        self._sequences = _sequence_names(self.paths)
+        self._sequences = list(sequences) if sequences is not None else sequence_names(self.paths)
         topics = config.topics
         self.reference_topic = topics.prediction if mode == "recorded" else topics.rgb
 
@@ -202,7 +203,7 @@ def _topic_label(config: LabellerConfig, topic: str) -> str:
     return f"{names.get(topic, topic)} ({topic})"
 
 
-def _sequence_names(paths: list[Path]) -> list[str]:
+def sequence_names(paths: list[Path]) -> list[str]:
     """Bag file stems, made unique with a counter."""
     names: list[str] = []
     for path in paths:

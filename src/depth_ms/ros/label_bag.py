@@ -10,9 +10,12 @@ No roscore is needed (rosbag only). Options and outputs: docs/labeller.md.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shlex
 import shutil
 import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Optional
 
@@ -20,20 +23,20 @@ import rospy
 import yaml
 from tqdm import tqdm
 
-from depth_ms.core.config import ConfigError, load_yaml, merge_dicts, parse_overrides
+from depth_ms.core.config import ConfigError, load_yaml, merge_dicts, parse_overrides, to_dict
 from depth_ms.evaluation.allocator import keep_freed_memory
 from depth_ms.evaluation.compare import CompareError, compare_runs
 from depth_ms.evaluation.config import ALIGNMENTS, SCOPES, LabellerConfig, load_labeller_config
 from depth_ms.evaluation.export import DatasetExporter
 from depth_ms.evaluation.labeller import Labeller, LabelResult, RunInfo, needs_sequence_fit
 from depth_ms.evaluation.metric_source import MetricSource
-from depth_ms.evaluation.predict import ModelSource
+from depth_ms.evaluation.predict import INDEX_FILE, ModelSource, StoredPredictions
 from depth_ms.evaluation.reports import first_line
 from depth_ms.metric import SCALE_SOURCES
 from depth_ms.models import registry
 from depth_ms.models.base import EstimatorError
 
-from .bag_reader import BagFrameSource
+from .bag_reader import BagFrameSource, sequence_names
 from .label_output_bag import OutputBagWriter
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
@@ -46,14 +49,24 @@ def build_config(config_path: Optional[str], overrides: dict) -> LabellerConfig:
 
 
 def label(bags: list[Path], config: LabellerConfig, output: Path, progress: bool = True,
-          command: str = "") -> LabelResult:
-    """Label ``bags`` into ``output`` with ``config``; raises EstimatorError if the model cannot be built."""
+          command: str = "", jobs: int = 1, resume: bool = False) -> LabelResult:
+    """Label ``bags`` into ``output`` with ``config``; raises EstimatorError if the model cannot be built.
+
+    Mode (b) with ``jobs`` > 1 or ``resume``: the model runs over each bag in its own process (``jobs`` at a
+    time) into a prediction store per bag under ``output/.predictions`` that survives a killed run;
+    ``resume`` keeps the finished stores and redoes the others. The scoring pass then reads the stores.
+    """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     scratch = output / ".scratch"
     scratch.mkdir(exist_ok=True)
+    stores = output / ".predictions"
     try:
-        if config.runs_model:
+        if config.runs_model and (jobs > 1 or resume):
+            predict_bags(bags, config, stores, jobs, resume, progress)
+            source = StoredPredictions(BagFrameSource(bags, config, "model", scratch), stores,
+                                       config.live.drop_frames)
+        elif config.runs_model:
             estimator = registry.create(config.model, config.estimator, config.device, config.mode)
             cache = scratch / "predictions" if needs_sequence_fit(config) else None  # two passes, one model run
             live = config.live.model_ms if config.live.drop_frames else None
@@ -65,9 +78,45 @@ def label(bags: list[Path], config: LabellerConfig, output: Path, progress: bool
             source = MetricSource(source, config.scale, config.time_jump_tolerance)
         sinks = [OutputBagWriter(output / "labels.bag", config.outputs.error_range)] if config.outputs.bag else []
         info = RunInfo(inputs=[str(b) for b in bags], model=config.model, command=command)
-        return Labeller(config, output, sinks, progress=progress, info=info).run(source)
+        result = Labeller(config, output, sinks, progress=progress, info=info).run(source)
+        if result.complete:
+            shutil.rmtree(stores, ignore_errors=True)
+        return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def predict_bags(bags: list[Path], config: LabellerConfig, stores: Path, jobs: int, resume: bool,
+                 progress: bool) -> None:
+    """Run the model over every bag without a finished store (all of them unless ``resume``), ``jobs`` at once."""
+    if not resume:
+        shutil.rmtree(stores, ignore_errors=True)
+    todo = [(str(bag), name) for bag, name in zip(bags, sequence_names(list(bags)))
+            if not (stores / name / INDEX_FILE).is_file()]
+    for _, name in todo:
+        shutil.rmtree(stores / name, ignore_errors=True)  # an unfinished store from a killed run
+    if not todo:
+        return
+    registry.create(config.model, config.estimator, config.device, config.mode)  # a bad model fails here, once
+    settings = to_dict(config)
+    # spawn: each worker imports MindSpore afresh (a forked MindSpore runtime is not safe to use)
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        work = [pool.submit(_predict_bag, bag, name, settings, str(stores / name)) for bag, name in todo]
+        for future in tqdm(as_completed(work), total=len(work), desc="bags", unit="bag", disable=not progress):
+            future.result()
+
+
+def _predict_bag(bag: str, sequence: str, settings: dict, folder: str) -> None:
+    """Worker: the model over one bag in recorded order, into a finished prediction store."""
+    config = load_labeller_config(settings)
+    estimator = registry.create(config.model, config.estimator, config.device, config.mode)
+    with tempfile.TemporaryDirectory(prefix="label_") as scratch:
+        base = BagFrameSource([Path(bag)], config, "model", Path(scratch), sequences=[sequence])
+        source = ModelSource(base, estimator, config.time_jump_tolerance, Path(folder),
+                             config.live.model_ms if config.live.drop_frames else None)
+        for _ in source.records():
+            pass
+        source.write_index()
 
 
 def export_only(bags: list[Path], config: LabellerConfig, output: Path, progress: bool = True) -> int:
@@ -110,6 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-labels", action="store_true", help="skip the per-frame PNG/npy label files")
     parser.add_argument("--live", action="store_true",
                         help="mode (b): drop the frames the live node would drop at the model's speed (live.*)")
+    parser.add_argument("--jobs", "-j", type=int, default=1,
+                        help="mode (b): run the model over this many bags at once, one process each")
+    parser.add_argument("--resume", action="store_true",
+                        help="mode (b): keep the bags a killed run of the same output folder finished")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
@@ -151,11 +204,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ConfigError, yaml.YAMLError) as exc:
         print(f"label_bag: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.jobs < 1 or ((args.jobs > 1 or args.resume) and not config.runs_model):
+        print("label_bag: --jobs (>= 1) and --resume apply to a model run (--model)", file=sys.stderr)
+        return EXIT_USAGE
     keep_freed_memory()
     if args.export_only:
         return export_only(args.bags, config, args.output, progress=not args.quiet)
     try:
-        result = label(args.bags, config, args.output, progress=not args.quiet, command=shlex.join(argv))
+        result = label(args.bags, config, args.output, progress=not args.quiet, command=shlex.join(argv),
+                       jobs=args.jobs, resume=args.resume)
     except (EstimatorError, ConfigError) as exc:
         print(f"label_bag: cannot create model '{config.model}': {exc}", file=sys.stderr)
         return EXIT_USAGE
