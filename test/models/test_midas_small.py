@@ -316,7 +316,7 @@ def test_another_variant_is_named(ms_env, tmp_path, layout, variant):
 
 
 def test_detect_variant_of_official_layout():
-    from depth_ms.models.midas.convert import detect_variant
+    from depth_ms.models.midas.state_keys import detect_variant
 
     assert detect_variant(fixture_keys()) == "midas_v21_small_256"
     assert detect_variant({"foo.weight": (3,)}).startswith("unknown")

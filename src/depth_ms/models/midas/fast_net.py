@@ -32,6 +32,7 @@ from depth_ms.core.config import from_dict
 from depth_ms.models.base import EstimatorError
 
 from .small_net import STRIDE, BatchNorm2d, Conv2d, Decoder, ResidualConvUnit, Upsample2x, fold, torch_conv
+from .state_keys import state_problems
 
 ARCH_METADATA_KEY = "depth_ms.fast_depth_arch"  # safetensors metadata: JSON of FastDepthArch
 # safetensors metadata: the resolution (target side of MiDaS' resize) the network was trained to run at; a
@@ -221,7 +222,6 @@ def load_state(net: FastDepthNet, tensors: dict[str, np.ndarray], source: str, n
     """Copy ``tensors`` into ``net`` and prepare it for inference; EstimatorError on any key or shape mismatch."""
     import mindspore as ms
 
-    from .convert import state_problems
 
     params = dict(net.parameters_and_names())
     problems = state_problems({k: tuple(v.shape) for k, v in tensors.items()},

@@ -46,6 +46,8 @@ from depth_ms.models.native_kernels import (PACK, native_conv_op, native_depthwi
                                            native_stem_op, pack_conv, pack_depthwise, pack_pointwise, pack_stem,
                                            pack_winograd)
 
+from .state_keys import check_state_keys
+
 BN_EPS = 1e-3  # tf_ variants of gen-efficientnet
 BN_MOMENTUM = 0.1  # training: running = (1 - m) running + m batch statistics (torch's convention)
 STRIDE = 32
@@ -527,7 +529,6 @@ def state_names(net: nn.Cell) -> dict[str, ms.Parameter]:
 
 def load_state(net: MidasSmall, tensors: dict[str, np.ndarray], source: str, native: bool = True) -> MidasSmall:
     """Copy ``tensors`` (official key -> array) into ``net``; EstimatorError on any key or shape mismatch."""
-    from .convert import check_state_keys
 
     params = state_names(net)
     check_state_keys({k: tuple(v.shape) for k, v in tensors.items()},
