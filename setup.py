@@ -11,6 +11,7 @@ setup(**generate_distutils_setup(
         "depth_ms.models.marigold",
         "depth_ms.models.midas",
         "depth_ms.evaluation",
+        "depth_ms.metric",
         "depth_ms.ros",
         "depth_ms.training",
     ],
