@@ -81,11 +81,11 @@ def robust_affine_fit(values: np.ndarray, metres: np.ndarray, kind: DepthKind, c
     pairs = rng.integers(0, values.size, size=(config.iterations, 2))  # (K, 2)
     x0, x1 = values[pairs[:, 0]], values[pairs[:, 1]]  # (K,)
     y0, y1 = targets[pairs[:, 0]], targets[pairs[:, 1]]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # Pairs fix both parameters; single pixels with the prior shift cover maps of almost one depth.
         scales = np.concatenate([(y1 - y0) / (x1 - x0), (y0 - prior_shift) / x0])  # (2K,)
-    shifts = np.concatenate([y0, y0]) - scales * np.concatenate([x0, x0])
-    good = np.isfinite(scales) & (scales > 0)
+        shifts = np.concatenate([y0, y0]) - scales * np.concatenate([x0, x0])  # inf scales give NaN: dropped below
+    good = np.isfinite(scales) & np.isfinite(shifts) & (scales > 0)
     if not good.any():
         return None
     scales, shifts = scales[good], shifts[good]
