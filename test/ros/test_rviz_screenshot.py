@@ -37,12 +37,16 @@ def _colourful_fraction(image: np.ndarray) -> float:
     return float((saturation > 40).mean())
 
 
-def test_rviz_shows_the_point_cloud(rosnode, launch, xvfb):
+@pytest.mark.parametrize("model", ["oracle", ""], ids=["oracle", "demo"])
+def test_rviz_shows_the_point_cloud(rosnode, launch, xvfb, model):
+    """The oracle's cloud, and the demo's: the launch defaults (the shipped Marigold, metric from the pose over
+    the ground), whose metric cloud RViz draws in the map frame."""
     rec = Recorder({"/depth_node/depth/points": PointCloud2})
-    proc = launch("drone_depth.launch", "model:=oracle", "rviz:=true", env={"DISPLAY": xvfb})
-    wait_for(lambda: len(rec.get("/depth_node/depth/points")) >= 10, 90, message="clouds")
+    proc = launch("drone_depth.launch", *([f"model:={model}"] if model else []), "rviz:=true",
+                  env={"DISPLAY": xvfb})
+    wait_for(lambda: len(rec.get("/depth_node/depth/points")) >= 10, 180, message="clouds")
     ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "rviz_drone_depth.png"
+    path = ARTIFACTS / f"rviz_{model or 'demo'}.png"
     # RViz needs a moment after the first cloud to load its TF and draw; poll the screen
     deadline, fraction = time.time() + 60, 0.0
     while time.time() < deadline:
@@ -55,7 +59,7 @@ def test_rviz_shows_the_point_cloud(rosnode, launch, xvfb):
             break
         time.sleep(2.0)
     shot.save(path)
-    (ARTIFACTS / "rviz_launch.log").write_text(proc.output())
+    (ARTIFACTS / f"rviz_{model or 'demo'}_launch.log").write_text(proc.output())
     rec.close()
     assert proc.alive(), proc.output()[-2000:]
     assert "rviz" in proc.output()
