@@ -19,8 +19,6 @@ import argparse
 import csv
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from tables import machine_line, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = "heldout_video"
@@ -83,11 +82,8 @@ def main() -> int:
                      "n/a" if abs_rel is None else f"{abs_rel:.4f}",
                      "n/a" if s["metrics"]["delta1"] is None else f"{s['metrics']['delta1']:.4f}", ratio,
                      f"{scale_jitter(output / name / 'per_frame.csv'):.2f}", f"{s['model_ms_mean']:.1f}"])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"{len(bags)} held-out video flights ({SPLIT} of {Path(args.plan).name}), {time.strftime('%Y-%m-%d')}, "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.time() - start:.0f} s"]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+    lines = [f"{len(bags)} held-out video flights ({SPLIT} of {Path(args.plan).name}), {machine_line()}, "
+             f"{time.time() - start:.0f} s", *markdown_table(header, rows)]
     (output / "table.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
     return 0

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tables import machine_line, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,11 +54,8 @@ def main() -> int:
     names = list(yaml.safe_load(Path(args.runs).read_text()))
     header = ["run", "AbsRel", "delta1", "TAE %", "flicker %", "model ms/frame", "scored/frames", "dropped live"]
     rows = [row(n, json.loads((Path(args.output) / n / "summary.json").read_text())) for n in names]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{len(args.bags)} bags, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {time.time() - start:.0f} s")
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+    print(f"\n{len(args.bags)} bags, {machine_line()}, {time.time() - start:.0f} s")
+    print("\n".join(markdown_table(header, rows)))
     return 0
 
 

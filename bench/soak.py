@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tables import machine_line, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE_HZ = 30.0
@@ -152,11 +152,7 @@ def main() -> int:
              r["resets"], f"{r['p50']:.0f}", f"{r['p99']:.0f}", f"{r['max']:.0f}",
              f"{2 * r['model_median'] + period_ms:.0f}", f"{r['rss_5min']:.0f}", f"{r['rss_end']:.0f}",
              f"{r['growth']:+.2f}"] for r in results]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = [f"soak at {RATE_HZ:g} Hz (640x480 bag, rosbag play -l), {time.strftime('%Y-%m-%d')}, "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    lines = [f"soak at {RATE_HZ:g} Hz (640x480 bag, rosbag play -l), {machine_line()}", *markdown_table(header, rows)]
     (output / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) + f"\nplot: {output / 'soak.png'}")
     return 0
