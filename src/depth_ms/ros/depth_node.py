@@ -20,7 +20,7 @@ from typing import Optional
 import message_filters
 import rospy
 import tf2_ros
-from sensor_msgs.msg import CameraInfo, Image, Range
+from sensor_msgs.msg import CameraInfo, Image
 
 from depth_ms.core.config import ConfigError
 from depth_ms.core.image_ops import BadInputError
@@ -29,13 +29,13 @@ from depth_ms.core.node_config import DepthNodeConfig
 from depth_ms.core.products import make_products, output_frame
 from depth_ms.core.transforms import optical_in_camera
 from depth_ms.core.types import DepthKind, Frame, Intrinsics
-from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext, ScaleEstimate, load_scale_config
-from depth_ms.metric.scaler import RangeReading
+from depth_ms.metric import ScaleConfig, load_scale_config
 from depth_ms.models import registry
 from depth_ms.models.base import DepthEstimator
 from depth_ms.msg import DepthInfo
 
 from . import conversions
+from .metric_scale import NodeMetricScale
 from .params import private_params_as
 
 BUFF_SIZE = 2 ** 26  # 64 MiB: rospy otherwise reads big images in small chunks and queues them (ros_comm #536)
@@ -80,8 +80,7 @@ class DepthNode:
         self.estimator = estimator
         self.config = config
         self.scale_config = scale
-        self.scaler = MetricScaler(scale, estimator.kind)
-        self._range: Optional[Range] = None
+        self.metric_scale = NodeMetricScale(scale, estimator.kind, config.pose_frame, config.pose_timeout, NOTE_PERIOD)
         self.slot: LatestOnlySlot[_Pending] = LatestOnlySlot()
         self.counters = _Counters()
         self._camera_info: Optional[CameraInfo] = None
@@ -115,13 +114,12 @@ class DepthNode:
             rospy.Subscriber("camera/rgb/image_raw", Image, self._on_image, queue_size=1, buff_size=BUFF_SIZE)
         if config.optical_parent_frame:
             self._publish_optical_tf(config.optical_parent_frame, config.optical_frame_id)
-        if scale.uses_rangefinder:
-            rospy.Subscriber(scale.rangefinder.topic, Range, self._on_range, queue_size=5)
         self._tf_buffer = None
         needs_scale_pose = scale.uses_pose and estimator.kind != DepthKind.METRIC
         if config.pose_frame and (getattr(estimator, "uses_pose", False) or needs_scale_pose):
             self._tf_buffer = tf2_ros.Buffer(cache_time=rospy.Duration(30))
             self._tf_listener = tf2_ros.TransformListener(self._tf_buffer)
+            self.metric_scale.tf_buffer = self._tf_buffer
         self._worker = threading.Thread(target=self._run, name="depth_inference", daemon=True)
         self._next_stats = time.monotonic() + config.stats_period
 
@@ -148,9 +146,6 @@ class DepthNode:
         elif images:
             rospy.logwarn(f"{self.estimator.name}: no image and ground-truth depth with equal stamps yet on "
                           f"{image_sub.sub.resolved_name} and {depth_sub.sub.resolved_name}: nothing is published")
-
-    def _on_range(self, msg: Range) -> None:
-        self._range = msg
 
     def _on_image(self, msg: Image) -> None:
         self._receive(msg, None)
@@ -229,7 +224,7 @@ class DepthNode:
         model_end = time.perf_counter()
 
         out = output_frame(rgb, prediction, intrinsics, self.config)
-        scale = self._metric_scale(out.values, out.intrinsics, msg.header.stamp, pose, frame.gt_depth)
+        scale = self.metric_scale.estimate(out.values, out.intrinsics, msg.header.stamp, pose, frame.gt_depth)
         products = make_products(out, self.config, (scale.scale, scale.shift) if scale.metric else None,
                                  self.scale_config.display_stretch)
         header = copy.deepcopy(msg.header)
@@ -271,32 +266,6 @@ class DepthNode:
                          frames_failed=counters.failed, resets=counters.resets)
         self.pub_depth_info.publish(info)
 
-    def _metric_scale(self, values, intrinsics, stamp, pose, gt_depth) -> ScaleEstimate:
-        """This frame's metric scale from the configured source; logs when its state changes."""
-        config = self.scale_config
-        context = ScaleContext(stamp.to_sec(), intrinsics, pose if config.uses_pose else None,
-                               self._range_reading(stamp) if config.uses_rangefinder else None,
-                               gt_depth if config.source == "ground_truth" else None)
-        estimate = self.scaler.update(values, context)
-        if estimate.change:
-            (rospy.loginfo if estimate.metric else rospy.logwarn)(estimate.change)
-        if not estimate.metric and not config.display_stretch:
-            rospy.logwarn_throttle_identical(
-                NOTE_PERIOD, f"depth/image and depth/points not published: no metric scale ({estimate.reason}); "
-                "the relative map is on depth/relative")
-        return estimate
-
-    def _range_reading(self, stamp) -> Optional[RangeReading]:
-        """The latest rangefinder reading if fresh and within its range, with the sensor's pose."""
-        msg = self._range
-        if msg is None or abs((msg.header.stamp - stamp).to_sec()) > self.scale_config.rangefinder.max_age:
-            return None
-        if not msg.min_range <= msg.range <= msg.max_range:
-            return None
-        pose = conversions.lookup_pose(self._tf_buffer, self.config.pose_frame, msg.header.frame_id,
-                                       msg.header.stamp, self.config.pose_timeout)
-        return RangeReading(float(msg.range), pose) if pose is not None else None
-
     def _latency_ms(self, stamp: rospy.Time, received: rospy.Time) -> float:
         """Image stamp -> now on the ROS clock (sim time too); from the arrival instead when the stamp is on
         another clock (a bag played without --clock: stamps from another epoch), with a warning once."""
@@ -325,7 +294,7 @@ class DepthNode:
     def _reset(self) -> None:
         self.counters.resets += 1
         self.estimator.reset()
-        self.scaler.reset()
+        self.metric_scale.reset()
 
     def _intrinsics_for(self, width: int, height: int) -> Optional[Intrinsics]:
         """Intrinsics matching the image, or None (no cloud) with a throttled warning saying why."""

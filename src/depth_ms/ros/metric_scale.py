@@ -1,0 +1,61 @@
+"""The depth node's metric scale in ROS terms: the rangefinder subscription, TF lookups, log lines."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import rospy
+from sensor_msgs.msg import Range
+
+from depth_ms.core.types import DepthKind, Intrinsics
+from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext, ScaleEstimate
+from depth_ms.metric.scaler import RangeReading
+
+from . import conversions
+
+
+class NodeMetricScale:
+    """Feeds :class:`MetricScaler` with what a ROS graph knows about each frame and says what it decided."""
+
+    def __init__(self, config: ScaleConfig, kind: DepthKind, pose_frame: str, pose_timeout: float,
+                 note_period: float) -> None:
+        self.config = config
+        self.scaler = MetricScaler(config, kind)
+        self.pose_frame, self.pose_timeout, self.note_period = pose_frame, pose_timeout, note_period
+        self.tf_buffer = None  # set by the node when it listens to TF
+        self._range: Optional[Range] = None
+        if config.uses_rangefinder:
+            rospy.Subscriber(config.rangefinder.topic, Range, self._on_range, queue_size=5)
+
+    def _on_range(self, msg: Range) -> None:
+        self._range = msg
+
+    def reset(self) -> None:
+        self.scaler.reset()
+
+    def estimate(self, values: np.ndarray, intrinsics: Optional[Intrinsics], stamp: rospy.Time,
+                 pose: Optional[np.ndarray], gt_depth: Optional[np.ndarray]) -> ScaleEstimate:
+        """This frame's metric scale from the configured source; logs when its state changes."""
+        config = self.config
+        context = ScaleContext(stamp.to_sec(), intrinsics, pose if config.uses_pose else None,
+                               self._range_reading(stamp) if config.uses_rangefinder else None,
+                               gt_depth if config.source == "ground_truth" else None)
+        estimate = self.scaler.update(values, context)
+        if estimate.change:
+            (rospy.loginfo if estimate.metric else rospy.logwarn)(estimate.change)
+        if not estimate.metric and not config.display_stretch:
+            rospy.logwarn_throttle_identical(
+                self.note_period, f"depth/image and depth/points not published: no metric scale "
+                f"({estimate.reason}); the relative map is on depth/relative")
+        return estimate
+
+    def _range_reading(self, stamp: rospy.Time) -> Optional[RangeReading]:
+        """The latest rangefinder reading if fresh and within its range, with the sensor's pose."""
+        msg = self._range
+        if msg is None or abs((msg.header.stamp - stamp).to_sec()) > self.config.rangefinder.max_age:
+            return None
+        if not msg.min_range <= msg.range <= msg.max_range or self.tf_buffer is None:
+            return None
+        pose = conversions.lookup_pose(self.tf_buffer, self.pose_frame, msg.header.frame_id, msg.header.stamp,
+                                       self.pose_timeout)
+        return RangeReading(float(msg.range), pose) if pose is not None else None
