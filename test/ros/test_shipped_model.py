@@ -21,8 +21,8 @@ TOPICS = {GT: Image, OUT + "relative": Image, OUT + "info": DepthInfo}
 
 
 # model -> (depth kind, alignment space, AbsRel below, delta1 above) on the default flight (seed 7, not held out);
-# the shipped Marigold-family model scores AbsRel 0.18, delta1 0.74 on the held-out flights (docs/training.md) and
-# 0.34-0.36 on the last frames of this one
+# the shipped Marigold-family model scores AbsRel 0.16, delta1 0.79 on the held-out flights (docs/training.md);
+# the last frames of this flight are harder, hence the looser bound
 CASES = {"midas": (DepthInfo.AFFINE_DISPARITY, "disparity", 0.12, 0.85),
          "marigold": (DepthInfo.AFFINE_DEPTH, "depth", 0.45, 0.4)}
 
@@ -39,6 +39,9 @@ def test_fresh_install_runs_the_shipped_model_with_real_depth(rosnode, launch, t
     shipped = weight_files.shipped(model)
     assert all(i.weights == f"shipped: {shipped}" for i in infos)
     assert all(i.depth_kind == kind for i in infos)
+    # the launch default makes the output metric from the pose over the ground (scale:=ground_plane)
+    assert all(i.metric and i.scale_source == "ground_plane" for i in infos[1:]), \
+        [(i.metric, i.scale_state, i.scale_note) for i in infos]
     assert f"with shipped: {shipped} weights" in node.output()
     if model == "marigold":  # the launch default: 4 cold steps, then warm frames of 1 step
         assert infos[0].denoising_steps == 4 and any(i.warm and i.denoising_steps == 1 for i in infos)
