@@ -213,3 +213,14 @@ def test_no_ground_in_view_and_a_camera_below_the_ground_never_give_metric_depth
     below = MetricScaler(load_scale_config({"source": "ground_plane", "ground_height": 50.0}), DepthKind.AFFINE_DEPTH)
     estimate = below.update(values, ScaleContext(1.0, frame.intrinsics, frame.T_map_optical))
     assert not estimate.metric and estimate.reason == "no ground in view"
+
+
+def test_intrinsics_of_another_size_are_rescaled_or_refused(flight):
+    scaler = MetricScaler(load_scale_config({"source": "ground_plane"}), DepthKind.AFFINE_DEPTH)
+    frame = flight[0]
+    values = distorted(frame.depth, DepthKind.AFFINE_DEPTH)[::2, ::2]  # a half-size map, full-size camera_info
+    estimate = scaler.update(values, ScaleContext(1.0, frame.intrinsics, frame.T_map_optical))
+    assert estimate.metric and estimate.scale == pytest.approx(20.0, rel=0.02)
+    other = Intrinsics.from_hfov(100, 100, 1.5)
+    refused = scaler.update(values, ScaleContext(1.1, other, frame.T_map_optical))
+    assert refused.reason == "camera_info is 100x100, the map 160x120"

@@ -66,7 +66,7 @@ class MetricScaler:
         self._rng = np.random.default_rng(self._seed)
 
     def update(self, values: np.ndarray, context: ScaleContext) -> ScaleEstimate:
-        """The estimate for ``values`` (H, W), the model's map at the size of ``context.intrinsics``."""
+        """The estimate for ``values`` (H, W), the model's map (``context.intrinsics`` of its size, or rescaled to it)."""
         estimate = self._estimate(values, context)
         if estimate.state != self._state:
             estimate.change = self._describe(estimate)
@@ -118,6 +118,11 @@ class MetricScaler:
             return None, "no camera_info"
         if context.T_map_optical is None:
             return None, "no fresh camera pose"
+        intrinsics, (height, width) = context.intrinsics, values.shape
+        if intrinsics.size != (width, height):
+            if not intrinsics.same_aspect(width, height):
+                return None, f"camera_info is {intrinsics.width}x{intrinsics.height}, the map {width}x{height}"
+            intrinsics = intrinsics.scaled_to(width, height)
         ground_height = config.ground_height
         reading = context.rangefinder
         if config.uses_rangefinder:
@@ -125,13 +130,13 @@ class MetricScaler:
                 return None, "no fresh rangefinder reading in range"
             ground_height = float(rangefinder_ground_point(reading.distance, reading.T_map_sensor)[2])
         stride = config.fit.stride
-        metres = ground_plane_depth(context.intrinsics, context.T_map_optical, ground_height,
+        metres = ground_plane_depth(intrinsics, context.T_map_optical, ground_height,
                                     config.max_ground_distance, stride).ravel()  # (N,)
         sampled = values[::stride, ::stride].ravel()  # (N,)
         weights = None
         if reading is not None and config.rangefinder.anchor_weight > 0:
             anchor = project_point(rangefinder_ground_point(reading.distance, reading.T_map_sensor),
-                                   context.intrinsics, context.T_map_optical)
+                                   intrinsics, context.T_map_optical)
             if anchor is not None:
                 column, row, depth = anchor
                 ground = np.isfinite(metres)
