@@ -46,7 +46,11 @@ class MetricSource(SourceStage):
             if restart:
                 scaler.reset()
             context = ScaleContext(record.stamp, record.intrinsics, record.pose, record.rangefinder, record.gt)
-            estimate = scaler.update(prediction.depth, context)
+            try:
+                estimate = scaler.update(prediction.depth, context)
+            except Exception as exc:  # noqa: BLE001 - one frame that breaks the fit is counted, the run goes on
+                yield replace(record, skip=Skip("failed", f"metric scale: {type(exc).__name__}: {exc}"))
+                continue
             if not estimate.metric:
                 self.no_scale += 1
                 yield replace(record, skip=Skip("no_metric_scale", estimate.reason))
