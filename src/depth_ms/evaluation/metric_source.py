@@ -8,12 +8,12 @@ state is reset on the same events as the estimator's: a new sequence, time going
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterator, Optional
+from typing import Iterator
 
 from depth_ms.core.types import DepthKind
 from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext
 
-from .records import FrameRecord, FrameSource, Skip, SourceStage
+from .records import FrameRecord, FrameSource, Skip, SourceStage, StreamBreaks
 
 
 class MetricSource(SourceStage):
@@ -32,18 +32,16 @@ class MetricSource(SourceStage):
     def records(self) -> Iterator[FrameRecord]:
         self.no_scale = 0
         scalers: dict[DepthKind, MetricScaler] = {}
-        last: Optional[tuple[str, float, tuple[int, ...]]] = None
+        breaks = StreamBreaks(self.time_jump_tolerance)
         for record in self.base.records():
             prediction = record.prediction
             if prediction is None or record.skip is not None:
                 yield record
                 continue
-            key = (record.sequence, record.stamp, prediction.depth.shape)
-            restart = last is not None and (key[0] != last[0] or key[1] < last[1] - self.time_jump_tolerance
-                                            or key[2] != last[2])
-            last = key
-            scaler = scalers.setdefault(prediction.kind, MetricScaler(self.config, prediction.kind))
-            if restart:
+            if prediction.kind not in scalers:
+                scalers[prediction.kind] = MetricScaler(self.config, prediction.kind)
+            scaler = scalers[prediction.kind]
+            if breaks.restarts(record.sequence, record.stamp, prediction.depth.shape):
                 scaler.reset()
             context = ScaleContext(record.stamp, record.intrinsics, record.pose, record.rangefinder, record.gt)
             try:

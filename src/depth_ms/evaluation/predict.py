@@ -23,7 +23,7 @@ import numpy as np
 from depth_ms.core.types import DepthKind, DepthPrediction
 
 from .labels import frame_stem
-from .records import FrameRecord, FrameSource, Skip, SourceStage
+from .records import FrameRecord, FrameSource, Skip, SourceStage, StreamBreaks
 
 if TYPE_CHECKING:  # the protocol only; evaluation never imports a model at run time
     from depth_ms.models.base import DepthEstimator
@@ -126,7 +126,7 @@ class ModelSource(SourceStage):
         return start + model_ms / 1e3
 
     def _predict(self, records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
-        last: Optional[tuple[str, float, tuple[int, ...]]] = None
+        breaks = StreamBreaks(self.time_jump_tolerance)
         received: Optional[tuple[str, float]] = None  # (sequence, stamp) of the previous RGB frame
         input_gap: Optional[float] = None  # largest stamp step since the last predicted frame
         for record in records:
@@ -139,12 +139,9 @@ class ModelSource(SourceStage):
             if record.rgb is None or record.skip is DROPPED_LIVE:
                 yield record
                 continue
-            key = (record.sequence, record.stamp, record.rgb.shape)
-            if last is not None and (key[0] != last[0] or key[1] < last[1] - self.time_jump_tolerance
-                                     or key[2] != last[2]):
+            if breaks.restarts(record.sequence, record.stamp, record.rgb.shape):
                 self.estimator.reset()
                 self.resets += 1
-            last = key
             if self.warm_up_s is None:
                 self.warm_up_s = self.estimator.warm_up(record.rgb.shape[1], record.rgb.shape[0])
             frame = replace(record.to_frame(), input_gap=input_gap)
