@@ -116,7 +116,7 @@ def test_bad_range_messages_give_no_metric_output_and_a_reason(rosnode, launch, 
     readings = [(math.nan, "rangefinder_link"), (math.inf, "rangefinder_link"), (55.0, "rangefinder_link"),
                 (5.0, "nowhere_link")]
     deadline = time.monotonic() + 60
-    while len(rec.get(OUT + "info")) < 10 and time.monotonic() < deadline:
+    while len(rec.get(OUT + "info")) < 15 and time.monotonic() < deadline:
         for distance, frame in readings:
             pub.publish(Range(header=Header(stamp=rosnode.Time.now(), frame_id=frame), min_range=0.1,
                               max_range=40.0, range=distance))
@@ -125,6 +125,10 @@ def test_bad_range_messages_give_no_metric_output_and_a_reason(rosnode, launch, 
     pub.unregister()
     infos = rec.get(OUT + "info")
     assert len(infos) >= 10 and not rec.get(OUT + "image") and not rec.get(OUT + "points")
-    assert all(not i.metric and i.scale_note == "no fresh rangefinder reading in range" for i in infos)
+    # A slow start may show frames before camera_info or the first TF; once they are in, the readings are the reason.
+    startup = {"no camera_info", "no fresh camera pose"}
+    reason = "no fresh rangefinder reading in range"
+    assert all(not i.metric and i.scale_note in startup | {reason} for i in infos)
+    assert all(i.scale_note == reason for i in infos[-5:])
     assert "no metric scale (no fresh rangefinder reading in range): metric topics stop" in proc.output()
     assert proc.alive()
