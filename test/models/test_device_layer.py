@@ -302,7 +302,7 @@ def test_tiny_block_matches_mindones_own(ms_cpu, act, hw, monkeypatch):
         raise RuntimeError("fused path taken")
 
     monkeypatch.setattr(md, "_NATIVE_WINOGRAD_RELU", (spy, spy))
-    from depth_ms.models.native_kernels import native_library
+    from depth_ms.models.native_library import native_library
 
     if act == "relu" and hw[0] * hw[1] >= md.WINOGRAD_MIN_PIXELS and native_library() is not None:
         with pytest.raises(RuntimeError, match="fused path taken"):

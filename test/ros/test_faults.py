@@ -204,3 +204,23 @@ def test_tf_absent_then_present_the_metric_scale_starts_with_it(rosnode, launch,
     assert len(rec.get(OUT + "image")) == sum(i.metric for i in infos)
     assert "no metric scale (no fresh camera pose)" in node.output()
     assert "metric scale from ground_plane" in node.output()
+
+
+def test_native_library_built_for_another_cpu_is_refused_on_rosout_and_the_node_runs(rosnode, launch, tmp_path):
+    """A workspace copied to a CPU without the build's extensions: a /rosout warning, MindSpore's kernels."""
+    from rosgraph_msgs.msg import Log
+
+    from depth_ms.models.native_library import ISA_FILE, LIBRARY, native_library
+
+    built = native_library()
+    if built is None:
+        pytest.skip("native kernels not built")
+    (tmp_path / LIBRARY).write_bytes(open(built, "rb").read())
+    (tmp_path / ISA_FILE).write_text("avx2\navx9000\n")
+    rec = Recorder({"/rosout": Log, OUT + "relative": Image})
+    launch("drone_depth.launch", "model:=midas", "scale:=none", "sim_width:=160", "sim_height:=120",
+           "sim_rate:=5", env={"DEPTH_MS_NATIVE_LIBRARY": str(tmp_path / LIBRARY)})
+    wait_for(lambda: len(rec.get(OUT + "relative")) >= 3, 120, message="depth from MindSpore's kernels")
+    rec.close()
+    warnings = [m for m in rec.get("/rosout") if m.name == "/depth_node" and m.level == Log.WARN]
+    assert any("avx9000" in m.msg and "MindSpore's kernels" in m.msg for m in warnings), [m.msg for m in warnings]

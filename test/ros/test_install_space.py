@@ -1,5 +1,5 @@
-"""`catkin_make install` gives a working install space: nodes, launch, config, rviz, msg and the shipped
-weights, launched from there with nothing of the source tree or the development workspace on the paths."""
+"""`catkin_make install` gives a working install space: nodes, launch, config, rviz, msg, the native kernels
+and the shipped weights, launched from there with nothing of the source tree or the development workspace on the paths."""
 import os
 import subprocess
 import sys
@@ -42,6 +42,8 @@ def test_the_install_space_has_the_package_files(install_space):
     for node in ("depth_node", "sim_camera", "sim_record", "label_bag", "compare_runs", "train", "sim_flights"):
         assert os.access(install_space / "lib" / "depth_ms" / node, os.X_OK), node
     assert (python / "depth_ms" / "msg" / "_DepthInfo.py").is_file()
+    assert (install_space / "lib" / "libdepth_ms_kernels.so").is_file()
+    assert (install_space / "lib" / "depth_ms_kernels.isa").is_file()
     assert (python / "depth_ms" / "models" / "shipped" / "fast_depth_sim.safetensors").is_file()
     assert (python / "depth_ms" / "models" / "shipped" / "marigold_sim" / "unet" / "config.json").is_file()
 
@@ -57,4 +59,7 @@ def test_drone_depth_launch_runs_from_the_install_space_on_its_shipped_weights(r
     shipped = install_space / "lib" / "python3" / "dist-packages" / "depth_ms" / "models" / "shipped"
     info = rec.get("/depth_node/depth/info")[-1]
     assert info.weights == f"shipped: {shipped / 'fast_depth_sim.safetensors'}" and info.metric
+    node = subprocess.run(["pgrep", "-f", "__name:=depth_node"], capture_output=True, text=True).stdout.split()[0]
+    with open(f"/proc/{node}/maps") as maps:  # the native kernels come from the install space too
+        assert str(install_space / "lib" / "libdepth_ms_kernels.so") in maps.read()
     assert proc.alive()

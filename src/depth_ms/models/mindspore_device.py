@@ -7,7 +7,7 @@ the calls the project's models make to classic ``mindspore.ops`` primitives, whi
 or native) and GPU kernels. Parameter names and ``Cell`` structure are untouched, so checkpoints
 load as before. Every rerouted call is one row of :data:`FALLBACKS`; nothing else is patched.
 On CPU some fallbacks (LayerNorm, GroupNorm, 3x3 convolution) and :func:`gelu_exact` run the
-project's native kernels (:mod:`depth_ms.models.native_kernels`, built with g++ on first use) where
+project's native kernels (:mod:`depth_ms.models.native_kernels`, built by the catkin build from ``native/``) where
 MindSpore's CPU ops were 2-30x slower than PyTorch's; ``DEPTH_MS_NATIVE_KERNELS=0`` turns them off.
 
 Importing this module does not import MindSpore, so :func:`configure` can set oneDNN's

@@ -35,6 +35,7 @@ from depth_ms.models.base import DepthEstimator
 from depth_ms.msg import DepthInfo
 
 from . import conversions
+from .core_logging import forward_core_logs
 from .metric_scale import NodeMetricScale
 from .params import private_params_as
 
@@ -341,6 +342,7 @@ class DepthNode:
 
 def main() -> None:
     rospy.init_node("depth_node")
+    forward_core_logs()
     config = private_params_as(DepthNodeConfig)
     try:
         scale = load_scale_config(config.scale)

@@ -18,6 +18,7 @@ from geometry_msgs.msg import PoseStamped
 from depth_ms.sim import DroneSimulator, SimConfig
 
 from . import sim_messages
+from .core_logging import forward_core_logs
 from .params import private_params_as
 
 _MESSAGE_TYPES = {
@@ -32,6 +33,7 @@ _MESSAGE_TYPES = {
 
 def main() -> None:
     rospy.init_node("sim_camera")
+    forward_core_logs()
     config = private_params_as(SimConfig)
     simulator = DroneSimulator(config)
     messages = sim_messages.SimMessages(simulator)

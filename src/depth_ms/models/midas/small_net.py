@@ -42,9 +42,9 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from depth_ms.models.base import EstimatorError
-from depth_ms.models.native_kernels import (PACK, native_conv_op, native_depthwise_nhwc_op, native_pointwise_op,
-                                           native_stem_op, pack_conv, pack_depthwise, pack_pointwise, pack_stem,
-                                           pack_winograd)
+from depth_ms.models.native_kernels import (native_conv_op, native_depthwise_nhwc_op, native_pointwise_op,
+                                           native_stem_op)
+from depth_ms.models.native_packing import PACK, pack_conv, pack_depthwise, pack_pointwise, pack_stem, pack_winograd
 
 from .state_keys import check_state_keys
 
