@@ -30,6 +30,7 @@ import sys
 import time
 
 import numpy as np
+from tables import machine_line
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -258,6 +259,7 @@ def main() -> None:
         return
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
+    print(machine_line())
     print(f"| model | framework / mode | {' | '.join(f'{s} fps median / best (first call s)' for s in args.sizes)} | "
           f"peak RSS MB | note |")
     print("|---|---|" + "---|" * len(args.sizes) + "---|---|", flush=True)

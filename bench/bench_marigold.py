@@ -41,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from bench_marigold_parts import DEFAULT_FOLDER, DEFAULT_TAESD, ensure_weights, with_sd2_text_encoder  # noqa: E402
+from tables import machine_line  # noqa: E402
 
 CONFIGS = ("torch_4step", "ours_cold4", "ours_warm1", "ours_warm1_tiny", "ours_warm1_tiny_blocks")
 
@@ -140,6 +141,7 @@ def main() -> None:
     print(f"checkpoint: {args.folder}, processing resolution {args.resolution or 'input size'}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")]))
     rows = []
+    print(machine_line())
     print(f"| config | input | mode | first frame s | median frame s (frames 2..{args.frames}) | steps | "
           "encode / unet / decode s | peak RSS GB | speed-up vs torch_4step |")
     print("|---|---|---|---:|---:|---|---|---:|---:|")
