@@ -11,9 +11,10 @@ from dataclasses import replace
 from typing import Iterator
 
 from depth_ms.core.types import DepthKind
+from depth_ms.core.stream_breaks import StreamBreaks
 from depth_ms.metric import MetricScaler, ScaleConfig, ScaleContext
 
-from .records import FrameRecord, FrameSource, Skip, SourceStage, StreamBreaks
+from .records import FrameRecord, FrameSource, Skip, SourceStage
 
 
 class MetricSource(SourceStage):

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import numpy as np
 
 from depth_ms.core.types import DepthKind, DepthPrediction
+from depth_ms.core.stream_breaks import StreamBreaks
 
 from .labels import frame_stem
-from .records import FrameRecord, FrameSource, Skip, SourceStage, StreamBreaks
+from .records import FrameRecord, FrameSource, Skip, SourceStage
 
 if TYPE_CHECKING:  # the protocol only; evaluation never imports a model at run time
     from depth_ms.models.base import DepthEstimator

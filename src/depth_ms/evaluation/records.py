@@ -72,21 +72,6 @@ class FrameSource(Protocol):
         ...
 
 
-class StreamBreaks:
-    """Where a stream of frames restarts as the depth node sees it: another sequence, time going back by more
-    than ``tolerance`` seconds, or another image size (the events that reset a stateful estimator)."""
-
-    def __init__(self, tolerance: float) -> None:
-        self.tolerance = tolerance
-        self._last: Optional[tuple[str, float, tuple]] = None
-
-    def restarts(self, sequence: str, stamp: float, shape: tuple) -> bool:
-        """True when this frame starts a new stream (never for the first frame)."""
-        last, self._last = self._last, (sequence, stamp, tuple(shape))
-        return last is not None and (sequence != last[0] or stamp < last[1] - self.tolerance
-                                     or tuple(shape) != last[2])
-
-
 class SourceStage:
     """A FrameSource that transforms the records of ``base``; frame count and notes are the base's."""
 

@@ -27,6 +27,7 @@ from depth_ms.core.image_ops import BadInputError
 from depth_ms.core.latest_slot import LatestOnlySlot
 from depth_ms.core.node_config import DepthNodeConfig
 from depth_ms.core.products import make_products, output_frame
+from depth_ms.core.stream_breaks import StreamBreaks
 from depth_ms.core.transforms import optical_in_camera
 from depth_ms.core.types import DepthKind, Frame, Intrinsics
 from depth_ms.metric import ScaleConfig, load_scale_config
@@ -85,9 +86,8 @@ class DepthNode:
         self.slot: LatestOnlySlot[_Pending] = LatestOnlySlot()
         self.counters = _Counters()
         self._camera_info: Optional[CameraInfo] = None
-        self._last_stamp: Optional[float] = None
+        self._breaks = StreamBreaks(config.time_jump_tolerance)
         self._last_received: Optional[float] = None  # stamp of the newest image received
-        self._last_size: Optional[tuple[int, int]] = None
         self._warned_scaled_info = False
         self._warned_principal_point = False
         self._warned_clock = False
@@ -282,15 +282,10 @@ class DepthNode:
 
     def _check_continuity(self, stamp: float, size: tuple[int, int]) -> None:
         """Reset the estimator's temporal state on a backwards time jump or a size change."""
-        if self._last_stamp is not None and stamp < self._last_stamp - self.config.time_jump_tolerance:
-            rospy.logwarn(f"time jumped backwards by {self._last_stamp - stamp:.3f} s (bag loop?): "
-                          f"resetting {self.estimator.name}")
+        why = self._breaks.reason("", stamp, size)
+        if why is not None:
+            rospy.logwarn(f"{why}: resetting {self.estimator.name}")
             self._reset()
-        if self._last_size is not None and size != self._last_size:
-            rospy.logwarn(f"image size changed {self._last_size[0]}x{self._last_size[1]} -> "
-                          f"{size[0]}x{size[1]}: resetting {self.estimator.name}")
-            self._reset()
-        self._last_stamp, self._last_size = stamp, size
 
     def _reset(self) -> None:
         self.counters.resets += 1
