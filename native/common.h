@@ -11,8 +11,8 @@
 // A kernel as MindSpore's ops.Custom(func_type="aot") calls it: params holds the inputs then the output,
 // shapes[i] has ndims[i] entries. Returns 0, or an error code when the shapes do not fit.
 #define DEPTH_MS_KERNEL(name)                                                                     \
-  extern "C" __attribute__((visibility("default"))) int name(                                    \
-      [[maybe_unused]] int nparam, void **params, [[maybe_unused]] int *ndims, int64_t **shapes, \
+  extern "C" __attribute__((visibility("default"))) int name(                                     \
+      [[maybe_unused]] int nparam, void **params, [[maybe_unused]] int *ndims, int64_t **shapes,  \
       [[maybe_unused]] const char **dtypes, [[maybe_unused]] void *stream, [[maybe_unused]] void *extra)
 
 namespace depth_ms {

@@ -107,8 +107,8 @@ static int ConvKxK(int nparam, void **params, int *ndims, int64_t **shapes) {
   return 0;
 }
 
-#define CONV_ENTRY(name, k, pre_relu, residual, act, nhwc_in)                                    \
-  DEPTH_MS_KERNEL(name) {                                                                      \
+#define CONV_ENTRY(name, k, pre_relu, residual, act, nhwc_in)                                     \
+  DEPTH_MS_KERNEL(name) {                                                                         \
     return ConvKxK<k, pre_relu, residual, act, nhwc_in>(nparam, params, ndims, shapes);           \
   }
 CONV_ENTRY(Conv3x3Plain, 3, false, false, kNone, false)

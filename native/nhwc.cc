@@ -210,9 +210,9 @@ static int StemConv3x3Stride2(int nparam, void **params, int *ndims, int64_t **s
   return 0;
 }
 
-#define NHWC_ENTRY(name, call)                                                                   \
-  DEPTH_MS_KERNEL(name) {                                                                      \
-    return call(nparam, params, ndims, shapes);                                                  \
+#define NHWC_ENTRY(name, call)                                                                    \
+  DEPTH_MS_KERNEL(name) {                                                                         \
+    return call(nparam, params, ndims, shapes);                                                   \
   }
 NHWC_ENTRY(PointwiseNhwcPlain, (PointwiseNhwc<false, kNone>))
 NHWC_ENTRY(PointwiseNhwcRelu6, (PointwiseNhwc<false, kRelu6>))

@@ -237,8 +237,8 @@ static int Winograd3x3(int nparam, void **params, int *ndims, int64_t **shapes) 
   return 0;
 }
 
-#define WINOGRAD_ENTRY(name, pre_relu, residual, act)                                            \
-  DEPTH_MS_KERNEL(name) {                                                                      \
+#define WINOGRAD_ENTRY(name, pre_relu, residual, act)                                             \
+  DEPTH_MS_KERNEL(name) {                                                                         \
     return Winograd3x3<pre_relu, residual, act>(nparam, params, ndims, shapes);                   \
   }
 WINOGRAD_ENTRY(Winograd3x3Plain, false, false, kNone)
@@ -553,8 +553,8 @@ static int WinogradRaw(int nparam, void **params, int *ndims, int64_t **shapes) 
   return Winograd3x3Panels<Residual, Act>(x, g, bias, residual, y, batch, in_ch, out_ch, height, width);
 }
 
-#define WINOGRAD_RAW_ENTRY(name, residual, act)                                                  \
-  DEPTH_MS_KERNEL(name) {                                                                      \
+#define WINOGRAD_RAW_ENTRY(name, residual, act)                                                   \
+  DEPTH_MS_KERNEL(name) {                                                                         \
     return WinogradRaw<residual, act>(nparam, params, ndims, shapes);                             \
   }
 WINOGRAD_RAW_ENTRY(Winograd3x3Raw, false, kNone)
