@@ -1,4 +1,5 @@
-"""Finding the native kernels' library (``native/``, built by the catkin build) for this CPU, without MindSpore.
+"""The native kernels' library (``native/``, built by the catkin build) without MindSpore: where it is, whether
+this CPU can run it, the kernels it exports and their output shapes.
 
 Lookup: ``$DEPTH_MS_NATIVE_LIBRARY``, else the ``lib`` folders of the sourced workspaces (``$LD_LIBRARY_PATH``,
 ``$CMAKE_PREFIX_PATH``). The build targets the build machine's CPU (``-march=native``); the library is refused
