@@ -8,10 +8,14 @@ every few seconds and reads every ``depth/info``: frames in / processed / droppe
 most 2 %, p99 latency at most twice the median model time plus one input period.
 
     source scripts/env.sh && python bench/soak.py [--models midas marigold] [--minutes 60] [-o runs/soak]
+
+Each model's measurements go to ``OUTPUT/<model>.json`` as soon as its run ends; ``--table`` only rebuilds
+the table and the plot of ``--models`` from those files (runs of one model at a time, combined).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -69,6 +73,9 @@ def soak(model: str, bag: Path, minutes: float, output: Path) -> dict:
                               start_new_session=True)
     pid = node_pid(launch)
     while not any("warm-up (compile)" in line for line in open(output / f"{model}.log")):
+        if launch.poll() is not None:
+            tail = "".join(open(output / f"{model}.log").readlines()[-5:])
+            raise RuntimeError(f"the {model} launch ended before its warm-up:\n{tail}")
         time.sleep(1.0)
     player = subprocess.Popen(["rosbag", "play", "-q", "-l", str(bag)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -123,9 +130,12 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["midas", "marigold"])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("-o", "--output", default=str(ROOT / "runs/soak"))
+    parser.add_argument("--table", action="store_true", help="only the table and plot from the models' JSON files")
     args = parser.parse_args()
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        return report(args.models, output)
     bag = output / "soak_640x480_30hz.bag"
     record_bag(bag)
 
@@ -139,10 +149,22 @@ def main() -> int:
             time.sleep(0.2)
         import rospy
         rospy.init_node("soak", anonymous=True, disable_signals=True)
-        results = [soak(model, bag, args.minutes, output) for model in args.models]
+        for model in args.models:
+            result = soak(model, bag, args.minutes, output)
+            result["series"] = [series.tolist() for series in result["series"]]
+            result["measured"] = machine_line()
+            (output / f"{model}.json").write_text(json.dumps(result))
     finally:
         os.killpg(roscore.pid, signal.SIGINT)
         roscore.wait(timeout=20)
+    return report(args.models, output)
+
+
+def report(models: list[str], output: Path) -> int:
+    """The table and plot of ``models`` from their JSON files in ``output``."""
+    results = [json.loads((output / f"{model}.json").read_text()) for model in models]
+    for r in results:
+        r["series"] = [np.array(series) for series in r["series"]]
     plot(results, output / "soak.png")
 
     period_ms = 1e3 / RATE_HZ
@@ -152,7 +174,8 @@ def main() -> int:
              r["resets"], f"{r['p50']:.0f}", f"{r['p99']:.0f}", f"{r['max']:.0f}",
              f"{2 * r['model_median'] + period_ms:.0f}", f"{r['rss_5min']:.0f}", f"{r['rss_end']:.0f}",
              f"{r['growth']:+.2f}"] for r in results]
-    lines = [f"soak at {RATE_HZ:g} Hz (640x480 bag, rosbag play -l), {machine_line()}", *markdown_table(header, rows)]
+    measured = "; ".join(sorted({r["measured"] for r in results}))
+    lines = [f"soak at {RATE_HZ:g} Hz (640x480 bag, rosbag play -l), {measured}", *markdown_table(header, rows)]
     (output / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines) + f"\nplot: {output / 'soak.png'}")
     return 0
