@@ -224,3 +224,17 @@ def test_native_library_built_for_another_cpu_is_refused_on_rosout_and_the_node_
     rec.close()
     warnings = [m for m in rec.get("/rosout") if m.name == "/depth_node" and m.level == Log.WARN]
     assert any("avx9000" in m.msg and "MindSpore's kernels" in m.msg for m in warnings), [m.msg for m in warnings]
+
+
+def test_a_second_launch_with_another_model_on_the_same_roscore_starts(rosnode, launch):
+    """The first launch's parameters stay on the server (midas' estimator keys); the next launch, with another
+    model, clears its nodes' namespaces and runs instead of refusing keys it does not know."""
+    rec = Recorder({OUT + "info": DepthInfo})
+    args = ("scale:=none", "sim_width:=160", "sim_height:=120", "sim_rate:=5")
+    first = launch("drone_depth.launch", "model:=midas", *args)
+    wait_for(lambda: rec.get(OUT + "info"), 180, message="midas depth")
+    first.stop()
+    second = launch("drone_depth.launch", "model:=oracle", *args)
+    wait_for(lambda: any(i.model == "oracle" for i in rec.get(OUT + "info")), 120, message="oracle depth")
+    rec.close()
+    assert "unknown config keys" not in second.output() and second.alive()
