@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"<!-- measured: (?P<command>.+?) -->\n(?P<body>.*?)<!-- /measured -->", re.DOTALL)
+BLOCK = re.compile(r"<!-- measured: (?P<command>python [^\n]+?) -->\n(?P<body>.*?)<!-- /measured -->", re.DOTALL)
 
 
 def pages(root: Path) -> list[Path]:

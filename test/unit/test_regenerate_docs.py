@@ -1,6 +1,5 @@
 """bench/regenerate_docs.py: a page's measured blocks are replaced by their command's last table."""
 import importlib.util
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -8,14 +7,14 @@ spec = importlib.util.spec_from_file_location("regenerate_docs", ROOT / "bench" 
 regenerate_docs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(regenerate_docs)
 
-PRINT_TABLE = (f"{sys.executable} -c \"print('noise'); print('| x |'); print('2026-12-06, x86_64, 2 cores'); "
+PRINT_TABLE = ("python -c \"print('noise'); print('| x |'); print('2026-12-06, x86_64, 2 cores'); "
                "print('| a | b |'); print('| - | - |'); print('| 1 | 2 |')\"")
 
 
 def test_a_block_gets_the_last_table_under_the_command_and_machine(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(f"intro\n<!-- measured: {PRINT_TABLE} -->\nold table\n<!-- /measured -->\nafter\n"
-                    f"<!-- measured: {sys.executable} -c \"print(1)\" -->\nkept\n<!-- /measured -->\n")
+                    f"<!-- measured: python -c \"print(1)\" -->\nkept\n<!-- /measured -->\n")
     reports = regenerate_docs.regenerate(page, "", root=tmp_path)
     text = page.read_text()
     assert "old table" not in text and "| a | b |\n| - | - |\n| 1 | 2 |\n<!-- /measured -->" in text
