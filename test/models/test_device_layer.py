@@ -427,9 +427,9 @@ def test_conv_transpose2d_kernel_equal_to_stride_is_block_placement(ms_cpu, k):
 
 
 def test_native_kernels_behind_the_fallbacks(ms_cpu):
-    """On CPU with a compiler: exact GELU, LayerNorm and Winograd 3x3 convolution on large maps."""
+    """On CPU with the native kernels built: exact GELU, LayerNorm and Winograd 3x3 convolution on large maps."""
     if md._NATIVE_GELU is None:
-        pytest.skip("native kernels unavailable (DEPTH_MS_NATIVE_KERNELS=0 or no compiler)")
+        pytest.skip("native kernels unavailable (DEPTH_MS_NATIVE_KERNELS=0 or the library refused)")
     rng = np.random.default_rng(7)
     x = np.concatenate([[-60.0, -12.0, -3.0, -1e-3, 0.0, 1e-3, 3.0, 12.0, 60.0, 1e4],
                         rng.standard_normal(4084) * 4]).astype(np.float32).reshape(2, 2047, 1)
