@@ -77,6 +77,13 @@ class Launched:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def node_pid(self, name: str = "depth_node") -> int:
+        """PID of node ``name`` started by this roslaunch (not another launch's node of the same name)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", f"__name:={name}"], capture_output=True,
+                             text=True).stdout.split()
+        assert out, f"{name} process of this launch not found"
+        return int(out[0])
+
     def stop(self) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGINT)

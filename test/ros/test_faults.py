@@ -5,7 +5,6 @@ keeps memory bounded, stops promptly, or says in the log why nothing metric come
 """
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -47,12 +46,6 @@ def _marigold(launch, *args):
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
-
-
-def _node_pid() -> int:
-    out = subprocess.run(["pgrep", "-f", "__name:=depth_node"], capture_output=True, text=True).stdout.split()
-    assert out, "depth_node process not found"
-    return int(out[0])
 
 
 def test_bag_played_fast_without_clock_in_a_loop_stays_warm_counts_resets_and_keeps_latency(rosnode, launch,
@@ -114,11 +107,11 @@ def test_a_burst_of_200_images_is_handled_latest_only_in_bounded_memory(rosnode,
     rgb = simulator.render(0).rgb
     publisher.publish(conversions.rgb_to_image(rgb, _header(rosnode, 0)))
     wait_for(lambda: rec.get(OUT + "info"), 30, message="a first frame")
-    rss_before = _rss_mb(_node_pid())
+    rss_before = _rss_mb(node.node_pid())
     for index in range(1, 201):
         publisher.publish(conversions.rgb_to_image(rgb, _header(rosnode, index)))
     time.sleep(5.0)
-    rss_after = _rss_mb(_node_pid())
+    rss_after = _rss_mb(node.node_pid())
     publisher.unregister()
     rec.close()
     last = rec.get(OUT + "info")[-1]

@@ -59,8 +59,6 @@ def test_drone_depth_launch_runs_from_the_install_space_on_its_shipped_weights(r
     shipped = install_space / "lib" / "python3" / "dist-packages" / "depth_ms" / "models" / "shipped"
     info = rec.get("/depth_node/depth/info")[-1]
     assert info.weights == f"shipped: {shipped / 'fast_depth_sim.safetensors'}" and info.metric
-    node = subprocess.run(["pgrep", "-P", str(proc.proc.pid), "-f", "__name:=depth_node"], capture_output=True,
-                          text=True).stdout.split()[0]  # this launch's node
-    with open(f"/proc/{node}/maps") as maps:  # the native kernels come from the install space too
+    with open(f"/proc/{proc.node_pid()}/maps") as maps:  # the native kernels come from the install space too
         assert str(install_space / "lib" / "libdepth_ms_kernels.so") in maps.read()
     assert proc.alive()
