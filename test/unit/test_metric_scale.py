@@ -110,6 +110,10 @@ def flight():
     return [sim.render(i) for i in range(0, 300, 30)]
 
 
+# metres = scale * value + shift in the map's own space (inverse metres for disparity) undoing ``distorted``
+UNDISTORTION = {DepthKind.AFFINE_DEPTH: (20.0, -6.0), DepthKind.AFFINE_DISPARITY: (1 / 3, -1 / 30)}
+
+
 @pytest.mark.parametrize("kind", [DepthKind.AFFINE_DEPTH, DepthKind.AFFINE_DISPARITY])
 def test_ground_plane_source_makes_a_distorted_oracle_metric(flight, kind):
     scaler = MetricScaler(load_scale_config({"source": "ground_plane"}), kind)
@@ -118,6 +122,8 @@ def test_ground_plane_source_makes_a_distorted_oracle_metric(flight, kind):
         values = distorted(frame.depth, kind)
         estimate = scaler.update(values, ScaleContext(frame.stamp, frame.intrinsics, frame.T_map_optical))
         assert estimate.metric and estimate.state == FITTED and estimate.inlier_fraction > 0.5
+        scale, shift = UNDISTORTION[kind]
+        assert estimate.scale == pytest.approx(scale, rel=0.02) and estimate.shift == pytest.approx(shift, rel=0.02)
         metres = to_metres(values, kind, estimate.scale, estimate.shift, 0.2, 65.535)
         valid = np.isfinite(metres) & np.isfinite(frame.depth)
         errors.append(np.mean(np.abs(metres[valid] - frame.depth[valid]) / frame.depth[valid]))
@@ -212,7 +218,61 @@ def test_no_ground_in_view_and_a_camera_below_the_ground_never_give_metric_depth
     assert not up.metric and up.reason == "no ground in view"
     below = MetricScaler(load_scale_config({"source": "ground_plane", "ground_height": 50.0}), DepthKind.AFFINE_DEPTH)
     estimate = below.update(values, ScaleContext(1.0, frame.intrinsics, frame.T_map_optical))
-    assert not estimate.metric and estimate.reason == "no ground in view"
+    assert not estimate.metric and estimate.reason.startswith("the camera") and "scale.ground_height" in estimate.reason
+
+
+def test_a_tilted_camera_over_flat_ground_is_scaled_in_depth_and_disparity():
+    """Roll and pitch of the body (the simulator flies level): rendered from tilted poses, the fit still holds."""
+    sim = DroneSimulator(load_sim_config({"width": 160, "height": 120}))
+    for index, (roll, pitch) in enumerate([(15.0, 0.0), (-10.0, 12.0), (5.0, -15.0)]):
+        pose = sim.render(index * 40).T_map_optical
+        rx, ry = math.radians(roll), math.radians(pitch)
+        tilt_z = np.array([[math.cos(rx), -math.sin(rx), 0], [math.sin(rx), math.cos(rx), 0], [0, 0, 1]])  # roll
+        tilt_x = np.array([[1, 0, 0], [0, math.cos(ry), -math.sin(ry)], [0, math.sin(ry), math.cos(ry)]])  # pitch
+        tilted = make_transform(pose[:3, :3] @ tilt_x @ tilt_z, pose[:3, 3])  # about the optical axes
+        _, depth = sim.render_at(tilted)
+        for kind in (DepthKind.AFFINE_DEPTH, DepthKind.AFFINE_DISPARITY):
+            scaler = MetricScaler(load_scale_config({"source": "ground_plane"}), kind)
+            estimate = scaler.update(distorted(depth, kind), ScaleContext(1.0, sim.intrinsics, tilted))
+            assert estimate.metric and estimate.scale == pytest.approx(UNDISTORTION[kind][0], rel=0.02), (roll, pitch)
+
+
+def test_a_pose_jump_is_not_fitted_and_the_last_scale_is_held(flight):
+    scaler = MetricScaler(load_scale_config({"source": "ground_plane"}), DepthKind.AFFINE_DEPTH)
+    frame = flight[0]
+    values = distorted(frame.depth, DepthKind.AFFINE_DEPTH)
+    assert scaler.update(values, ScaleContext(10.0, frame.intrinsics, frame.T_map_optical)).state == FITTED
+    jumped = frame.T_map_optical.copy()
+    jumped[0, 3] += 50.0  # 50 m in 0.1 s (the same height, so the ground would fit as well)
+    held = scaler.update(values, ScaleContext(10.1, frame.intrinsics, jumped))
+    assert held.metric and held.state == HOLDING and held.reason == "camera pose jumped 50.0 m and 0 deg in 0.10 s"
+    assert "holding" in held.change
+    yaw = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about the map's z in 0.1 s
+    turned = make_transform(yaw @ jumped[:3, :3], jumped[:3, 3])  # the same ground depths, seen yawed
+    assert "90 deg" in scaler.update(values, ScaleContext(10.2, frame.intrinsics, turned)).reason
+    steady = scaler.update(values, ScaleContext(10.3, frame.intrinsics, turned))  # the new pose holds: fitted again
+    assert steady.state == FITTED and steady.scale == pytest.approx(20.0, rel=0.02)
+
+
+def test_rangefinder_dropouts_hold_then_stop_and_a_range_looking_sideways_is_refused(flight):
+    config = load_scale_config({"source": "rangefinder", "filter": {"hold": 0.5}})
+    scaler = MetricScaler(config, DepthKind.AFFINE_DEPTH)
+    frame = flight[3]
+    down = make_transform(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]), frame.T_map_base[:3, 3])
+    reading = RangeReading(frame.T_map_base[2, 3], down)
+    values = distorted(frame.depth, DepthKind.AFFINE_DEPTH)
+    states = []
+    for stamp, rangefinder in [(1.0, reading), (1.1, reading), (1.2, None), (1.5, None), (1.8, None), (1.9, reading)]:
+        estimate = scaler.update(values, ScaleContext(stamp, frame.intrinsics, frame.T_map_optical, rangefinder))
+        states.append((estimate.state, estimate.metric, bool(estimate.change)))
+    assert states == [(FITTED, True, True), (FITTED, True, False), (HOLDING, True, True), (HOLDING, True, False),
+                      (LOST, False, True), (FITTED, True, True)]
+    sideways = RangeReading(10.0, make_transform(np.eye(3), frame.T_map_base[:3, 3]))  # x axis level
+    refused = scaler.update(values, ScaleContext(2.0, frame.intrinsics, frame.T_map_optical, sideways))
+    assert refused.state == HOLDING and refused.reason.startswith("the rangefinder does not point down")
+    plane = MetricScaler(load_scale_config({"source": "ground_plane"}), DepthKind.AFFINE_DEPTH)
+    anchored = plane.update(values, ScaleContext(2.0, frame.intrinsics, frame.T_map_optical, sideways))
+    assert anchored.state == FITTED  # ground_plane ignores a Range looking elsewhere instead of anchoring on it
 
 
 def test_intrinsics_of_another_size_are_rescaled_or_refused(flight):

@@ -76,6 +76,8 @@ class ScaleConfig:
     shift: float = 0.0
     ground_height: float = 0.0  # z of the flat ground in the pose frame (map, ENU), metres
     max_ground_distance: float = 40.0  # ground pixels farther than this (metres along the axis) are not fitted
+    max_camera_speed: float = 30.0  # m/s: a camera pose farther from the previous frame's is a jump, not fitted
+    max_camera_turn_rate: float = 720.0  # deg/s: the same for the camera's rotation
     display_stretch: bool = False  # without a metric scale, publish depth/points stretched for display
     fit: FitConfig = field(default_factory=FitConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -87,7 +89,13 @@ class ScaleConfig:
 
     @property
     def uses_rangefinder(self) -> bool:
+        """The ground height comes from the rangefinder (else from ``ground_height``)."""
         return self.source == "rangefinder"
+
+    @property
+    def reads_rangefinder(self) -> bool:
+        """A fresh rangefinder reading is used: the height for ``rangefinder``, an anchor for ``ground_plane``."""
+        return self.uses_pose
 
     def validate(self) -> None:
         _require(self.source in SCALE_SOURCES, "source", f"must be one of {', '.join(SCALE_SOURCES)}, "
@@ -95,6 +103,9 @@ class ScaleConfig:
         _require(self.scale > 0, "scale", f"must be > 0, got {self.scale}")
         _require(self.max_ground_distance > 0, "max_ground_distance",
                  f"must be > 0, got {self.max_ground_distance}")
+        _require(self.max_camera_speed > 0, "max_camera_speed", f"must be > 0, got {self.max_camera_speed}")
+        _require(self.max_camera_turn_rate > 0, "max_camera_turn_rate",
+                 f"must be > 0, got {self.max_camera_turn_rate}")
         for part in (self.fit, self.filter, self.rangefinder):
             part.validate()
 

@@ -15,6 +15,8 @@ from .filter import FITTED, HOLDING, LOST, ScaleFilter
 from .fit import AffineFit, robust_affine_fit, weighted_least_squares
 from .ground import ground_plane_depth, project_point, rangefinder_ground_point
 
+MIN_RANGEFINDER_DOWN = 0.5  # cos(60 deg): a Range whose x axis is farther from straight down is not used
+
 
 @dataclass
 class RangeReading:
@@ -59,11 +61,13 @@ class MetricScaler:
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._state = ""
+        self._last_pose: Optional[tuple[float, np.ndarray]] = None  # (stamp, T_map_optical) of the last posed frame
 
     def reset(self) -> None:
         """Forget the filtered scale (call on the events that reset the estimator)."""
         self.filter.reset()
         self._rng = np.random.default_rng(self._seed)
+        self._last_pose = None
 
     def update(self, values: np.ndarray, context: ScaleContext) -> ScaleEstimate:
         """The estimate for ``values`` (H, W), the model's map (``context.intrinsics`` of its size, or rescaled to it)."""
@@ -118,6 +122,9 @@ class MetricScaler:
             return None, "no camera_info"
         if context.T_map_optical is None:
             return None, "no fresh camera pose"
+        jump = self._pose_jump(context.stamp, context.T_map_optical)
+        if jump:
+            return None, jump
         intrinsics, (height, width) = context.intrinsics, values.shape
         if intrinsics.size != (width, height):
             if not intrinsics.same_aspect(width, height):
@@ -125,10 +132,18 @@ class MetricScaler:
             intrinsics = intrinsics.scaled_to(width, height)
         ground_height = config.ground_height
         reading = context.rangefinder
+        if reading is not None and reading.T_map_sensor[2, 0] > -MIN_RANGEFINDER_DOWN:
+            if config.uses_rangefinder:
+                return None, "the rangefinder does not point down (its x axis is more than 60 deg from -z)"
+            reading = None  # ground_plane: no anchor from a sensor looking elsewhere
         if config.uses_rangefinder:
             if reading is None:
                 return None, "no fresh rangefinder reading in range"
             ground_height = float(rangefinder_ground_point(reading.distance, reading.T_map_sensor)[2])
+        camera_height = float(context.T_map_optical[2, 3])
+        if camera_height <= ground_height:
+            return None, (f"the camera ({camera_height:.2f} m) is not above the ground ({ground_height:.2f} m): "
+                          "check scale.ground_height and the pose frame")
         stride = config.fit.stride
         metres = ground_plane_depth(intrinsics, context.T_map_optical, ground_height,
                                     config.max_ground_distance, stride).ravel()  # (N,)
@@ -149,6 +164,19 @@ class MetricScaler:
         fit = robust_affine_fit(sampled, metres, self.kind, config.fit, self._rng, weights,
                                 prior_shift=self.filter.shift or 0.0)
         return fit, "" if fit is not None else "ground pixels do not fit one scale and shift"
+
+    def _pose_jump(self, stamp: float, pose: np.ndarray) -> str:
+        """Why the camera pose is not plausible motion since the previous posed frame ("" when it is)."""
+        last, self._last_pose = self._last_pose, (stamp, pose)
+        if last is None or stamp <= last[0]:
+            return ""
+        elapsed, previous = stamp - last[0], last[1]
+        moved = float(np.linalg.norm(pose[:3, 3] - previous[:3, 3]))
+        cos_turn = (np.trace(previous[:3, :3].T @ pose[:3, :3]) - 1.0) / 2.0
+        turned = math.degrees(math.acos(min(1.0, max(-1.0, float(cos_turn)))))
+        if moved > self.config.max_camera_speed * elapsed or turned > self.config.max_camera_turn_rate * elapsed:
+            return f"camera pose jumped {moved:.1f} m and {turned:.0f} deg in {elapsed:.2f} s"
+        return ""
 
     def _describe(self, estimate: ScaleEstimate) -> str:
         if estimate.state == FITTED:
