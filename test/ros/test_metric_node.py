@@ -131,6 +131,26 @@ def test_bad_range_messages_give_no_metric_output_and_a_reason(rosnode, launch, 
     assert all(not i.metric and i.scale_note in startup | {reason} for i in infos)
     assert all(i.scale_note == reason for i in infos[-5:])
     # the state line names the first frame's reason (maybe a startup one); the recurring warning the current one
-    assert "no metric scale (no fresh rangefinder reading in range); the relative map is on depth/relative" \
+    assert "no metric scale (no fresh rangefinder reading in range): depth/image and depth/points not published" \
         in proc.output()
     assert proc.alive()
+
+
+def test_the_opt_in_display_stretch_is_flagged_and_still_warned(rosnode, launch, distorted_oracle, tmp_path):
+    """scale.display_stretch: without a scale, depth/points carries the stretch, depth/info flags it, the warning
+    says so, and depth/image (metres only) stays unpublished."""
+    config = load_yaml(ROOT / "config" / "depth_node.yaml")
+    config["scale"].update(source="none", display_stretch=True)
+    node_config = tmp_path / "depth_node.yaml"
+    node_config.write_text(yaml.safe_dump(config))
+    rec = Recorder(TOPICS)
+    proc = launch("drone_depth.launch", "model:=oracle", f"model_config:={distorted_oracle}",
+                  f"node_config:={node_config}", "sim_width:=160", "sim_height:=120", "sim_rate:=5")
+    wait_for(lambda: len(rec.get(OUT + "points")) >= 3, 120, message="3 stretched clouds")
+    rec.close()
+    infos = rec.get(OUT + "info")
+    assert not rec.get(OUT + "image")
+    assert all(not i.metric and math.isnan(i.scale) for i in infos)
+    stretched = {i.header.stamp for i in infos if i.display_stretch}  # every frame with a cloud (camera_info in)
+    assert stretched and stretched == {p.header.stamp for p in rec.get(OUT + "points")} & {i.header.stamp for i in infos}
+    assert "depth/points carries the display stretch (scale.display_stretch), not metres" in proc.output()

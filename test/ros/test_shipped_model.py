@@ -52,3 +52,22 @@ def test_fresh_install_runs_the_shipped_model_with_real_depth(rosnode, launch, t
         scores.append(score_relative(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(gt), 0.2, 65.535, space))
     assert np.mean([s["abs_rel"] for s in scores]) < abs_rel
     assert np.mean([s["delta1"] for s in scores]) > delta1
+
+
+def test_a_real_model_scaled_by_the_ground_truth_publishes_metres(rosnode, launch, tmp_path):
+    """scale:=ground_truth pairs the simulator's depth with each image for a real model too (the upper bound)."""
+    rec = Recorder({GT: Image, OUT + "image": Image, OUT + "info": DepthInfo})
+    launch("drone_depth.launch", "model:=midas", "scale:=ground_truth", "sim_width:=160", "sim_height:=120",
+           "sim_rate:=5", env={"DEPTH_MS_WEIGHTS": str(tmp_path / "empty")})
+    wait_for(lambda: len(rec.get(OUT + "image")) >= 4, 240, message="4 metric frames of the shipped fast model")
+    rec.close()
+    infos = rec.get(OUT + "info")
+    assert all(i.metric and i.scale_source == "ground_truth" and i.scale_state == "fitted" for i in infos)
+    bridge = CvBridge()
+    errors = []
+    for msg in rec.get(OUT + "image"):
+        depth = bridge.imgmsg_to_cv2(msg)
+        gt = bridge.imgmsg_to_cv2(rec.by_stamp(GT, msg.header.stamp.to_sec()))
+        valid = np.isfinite(depth) & np.isfinite(gt)
+        errors.append(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid]))
+    assert np.mean(errors) < CASES["midas"][2]

@@ -152,7 +152,7 @@ class BagFrameSource:
             streams[topics.prediction_info] = NEAREST
         if self.mode != "export":
             streams[topics.pose] = BRACKET
-        if self.mode != "export" and self.config.scale.uses_rangefinder:
+        if self.mode != "export" and self.config.scale.reads_rangefinder:
             streams[self.config.scale.rangefinder.topic] = NEAREST
         return {topic: kind for topic, kind in streams.items() if bag.topics.get(topic)}
 

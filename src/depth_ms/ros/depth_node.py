@@ -50,7 +50,7 @@ STAMP_CLOCK_SPAN = 600.0  # an image stamp further behind the ROS clock than thi
 @dataclass
 class _Pending:
     image: Image
-    gt_depth: Optional[Image]  # paired by exact stamp, only for estimators that need ground truth
+    gt_depth: Optional[Image]  # paired by exact stamp, only for the oracle and scale.source ground_truth
     input_gap: Optional[float]  # largest stamp step between received images since the last one taken
     received: rospy.Time  # ROS clock when the image arrived
 
@@ -102,7 +102,9 @@ class DepthNode:
         self.pub_uncertainty = rospy.Publisher("~depth/uncertainty", Image, queue_size=1)
 
         rospy.Subscriber("camera/rgb/camera_info", CameraInfo, self._on_camera_info, queue_size=1)
-        if estimator.needs_ground_truth:
+        scale_from_truth = scale.source == "ground_truth" and estimator.kind != DepthKind.METRIC
+        if estimator.needs_ground_truth or scale_from_truth:
+            self._truth_user = estimator.name if estimator.needs_ground_truth else "scale.source ground_truth"
             # Exact stamp pairing of image and ground truth; the pair then goes through the same slot.
             image_sub = message_filters.Subscriber("camera/rgb/image_raw", Image, queue_size=1, buff_size=BUFF_SIZE)
             depth_sub = message_filters.Subscriber("camera/depth/image_raw", Image, queue_size=1,
@@ -135,17 +137,17 @@ class DepthNode:
         self._camera_info = msg
 
     def _check_pairs(self, _event) -> None:
-        """Say why a model that needs ground truth gets no frames (the synchroniser is silent otherwise)."""
+        """Say why a model or scale that needs ground truth gets no frames (the synchroniser is silent otherwise)."""
         if self.counters.frames_in > 0:
             self._pair_check.shutdown()
             return
         image_sub, depth_sub = self._pair_subs
         images, depths = image_sub.sub.get_num_connections(), depth_sub.sub.get_num_connections()
         if images and not depths:
-            rospy.logwarn(f"{self.estimator.name} needs ground-truth depth on {depth_sub.sub.resolved_name}, which "
+            rospy.logwarn(f"{self._truth_user} needs ground-truth depth on {depth_sub.sub.resolved_name}, which "
                           "has no publisher: nothing is published (remap camera/depth/image_raw or use a model)")
         elif images:
-            rospy.logwarn(f"{self.estimator.name}: no image and ground-truth depth with equal stamps yet on "
+            rospy.logwarn(f"{self._truth_user}: no image and ground-truth depth with equal stamps yet on "
                           f"{image_sub.sub.resolved_name} and {depth_sub.sub.resolved_name}: nothing is published")
 
     def _on_image(self, msg: Image) -> None:
@@ -258,6 +260,7 @@ class DepthNode:
                          depth_kind=int(products.kind), metric=products.depth is not None,
                          scale_source=scale.source, scale_state=scale.state, scale_note=scale.reason,
                          scale=products.scale, shift=products.shift, inlier_fraction=scale.inlier_fraction,
+                         display_stretch=products.cloud_is_display_stretch,
                          denoising_steps=prediction.steps,
                          warm_start=prediction.warm_start, warm=prediction.warm,
                          cold_reason=prediction.extras.get("cold_reason", ""),

@@ -24,7 +24,7 @@ class NodeMetricScale:
         self.pose_frame, self.pose_timeout, self.note_period = pose_frame, pose_timeout, note_period
         self.tf_buffer = None  # set by the node when it listens to TF
         self._range: Optional[Range] = None
-        if config.uses_rangefinder:
+        if config.reads_rangefinder:
             rospy.Subscriber(config.rangefinder.topic, Range, self._on_range, queue_size=5)
 
     def _on_range(self, msg: Range) -> None:
@@ -38,15 +38,18 @@ class NodeMetricScale:
         """This frame's metric scale from the configured source; logs when its state changes."""
         config = self.config
         context = ScaleContext(stamp.to_sec(), intrinsics, pose if config.uses_pose else None,
-                               self._range_reading(stamp) if config.uses_rangefinder else None,
+                               self._range_reading(stamp) if config.reads_rangefinder else None,
                                gt_depth if config.source == "ground_truth" else None)
         estimate = self.scaler.update(values, context)
         if estimate.change:
             (rospy.loginfo if estimate.metric else rospy.logwarn)(estimate.change)
-        if not estimate.metric and not config.display_stretch:
+        if not estimate.metric:
+            topics = ("depth/image not published, depth/points carries the display stretch "
+                      "(scale.display_stretch), not metres" if config.display_stretch
+                      else "depth/image and depth/points not published")
             rospy.logwarn_throttle_identical(
-                self.note_period, f"depth/image and depth/points not published: no metric scale "
-                f"({estimate.reason}); the relative map is on depth/relative")
+                self.note_period, f"no metric scale ({estimate.reason}): {topics}; the relative map is on "
+                "depth/relative")
         return estimate
 
     def _range_reading(self, stamp: rospy.Time) -> Optional[RangeReading]:
