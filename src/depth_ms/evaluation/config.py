@@ -81,7 +81,7 @@ class ScoringConfig:
     min_depth: float = 0.2  # m: ground truth must satisfy min_depth < gt < max_depth
     max_depth: float = 65.535  # m: aligned predictions are clipped to [min_depth, max_depth]
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # pixels ignored at top, bottom, left, right
-    alignment: str = "auto"  # auto (by DepthKind) | none | depth | disparity
+    alignment: str = "auto"  # auto (none with a scale.source, else by DepthKind) | none | depth | disparity
     scope: str = "frame"  # frame: one scale/shift per frame | sequence: one per bag
     prediction_kind: str = "auto"  # auto (DepthInfo, else metric) | metric | affine_depth | affine_disparity
     resize_prediction: bool = True  # predictions of the GT's aspect ratio but another size are resized
@@ -184,5 +184,12 @@ class LabellerConfig:
 
 
 def load_labeller_config(source: Union[str, Path, Mapping[str, Any], None] = None) -> LabellerConfig:
-    """LabellerConfig from a YAML path or a mapping (None = defaults); ConfigError names bad keys."""
-    return load_config(LabellerConfig, source)
+    """LabellerConfig from a YAML path or a mapping (None = defaults); ConfigError names bad keys.
+
+    With a ``scale.source``, alignment ``auto`` means ``none``: the metres the node would publish are scored
+    as they are (a least-squares alignment to the ground truth would hide the scale's error).
+    """
+    config = load_config(LabellerConfig, source)
+    if config.scale.source != "none" and config.scoring.alignment == "auto":
+        config.scoring.alignment = "none"
+    return config
