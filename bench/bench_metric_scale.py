@@ -3,7 +3,8 @@
 
 Runs ``compare_runs`` with ``config/bench/metric_runs.yaml``: each model (the oracle with a known affine
 distortion in depth and in disparity, the shipped MiDaS-family and Marigold models) with each scale source
-(``ground_truth``: the per-frame least-squares bound, ``ground_plane``, ``rangefinder``), in labeller mode
+(``ground_truth``: the per-frame least-squares bound, ``ground_plane_alone``, ``ground_plane`` anchored by the
+rangefinder, ``rangefinder`` alone), in labeller mode
 (b) through the node's metric pipeline, scored without alignment. Prints metric AbsRel / delta1, the share
 of frames that had a metric scale, each run's AbsRel relative to its model's bound, and the frame-to-frame
 scale jitter (median |delta log scale| between consecutive metric frames of a flight).
@@ -11,7 +12,8 @@ scale jitter (median |delta log scale| between consecutive metric frames of a fl
     source scripts/env.sh && python bench/bench_metric_scale.py [--flights data/metric_flights] [-o runs/bench_metric]
 
 The held-out video flights of ``--plan`` are rendered into ``--flights`` first when missing (they carry the
-rangefinder); ``--plan config/bench/sloped_flights.yaml`` measures the same over a 3 degree slope.
+rangefinder); ``--plan config/bench/sloped_flights.yaml`` measures the same over a 3 degree slope, and
+``--models oracle_depth oracle_disparity`` keeps only those rows of the runs file.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def main() -> int:
     parser.add_argument("--plan", default=str(ROOT / "config/training/flights.yaml"), help="sim_flights plan")
     parser.add_argument("--flights", default=str(ROOT / "data/metric_flights"))
     parser.add_argument("--runs", default=str(ROOT / "config/bench/metric_runs.yaml"))
+    parser.add_argument("--models", nargs="+", help="only the runs of these models (the part before the dot)")
     parser.add_argument("-o", "--output", default=str(ROOT / "runs/bench_metric"))
     args = parser.parse_args()
     start = time.time()
@@ -65,10 +68,15 @@ def main() -> int:
     output.mkdir(parents=True, exist_ok=True)
     base = output / "base.yaml"  # scores only: no per-frame label files
     base.write_text("outputs: {labels: false}\n")
+    runs = yaml.safe_load(Path(args.runs).read_text())
+    if args.models:
+        runs = {name: run for name, run in runs.items() if name.split(".")[0] in args.models}
+    runs_file = output / "runs.yaml"
+    runs_file.write_text(yaml.safe_dump(runs, sort_keys=False))
     subprocess.run(["rosrun", "depth_ms", "compare_runs", "-o", str(output), "--bags", *map(str, bags),
-                    "--runs", args.runs, "--config", str(base), "--quiet"], check=True)
+                    "--runs", str(runs_file), "--config", str(base), "--quiet"], check=True)
 
-    names = list(yaml.safe_load(Path(args.runs).read_text()))
+    names = list(runs)
     summaries = {n: json.loads((output / n / "summary.json").read_text()) for n in names}
     bounds = {n.split(".")[0]: s["metrics"]["abs_rel"] for n, s in summaries.items() if n.endswith(".ground_truth")}
     header = ["model", "scale source", "metric frames", "AbsRel", "delta1", "AbsRel / bound", "scale jitter %",
