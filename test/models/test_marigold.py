@@ -209,6 +209,20 @@ def test_renoise_warp_uses_pose_or_flow(folders):
     assert all(np.isfinite(p.depth).all() for p in (first, second, third))
 
 
+def test_fuse_averages_a_fresh_step_with_the_warped_previous_latent(folders):
+    """The same image twice, no pose: the flow is zero, so frame 2 = 0.7 * a cold 1-step latent + 0.3 * frame 1's."""
+    est = registry.create("marigold", {"checkpoint": _path(folders, "v1-1"), "warm_start": "fuse", "fuse": 0.3})
+    rgb = _image()
+    first = est.engine.run(rgb, Frame(rgb=rgb, stamp=0.0))
+    second = est.engine.run(rgb, Frame(rgb=rgb, stamp=0.1))
+    assert (first.warm, first.steps, second.warm, second.steps, second.motion) == (False, 4, True, 1, "flow")
+    engine = est.engine
+    image, _ = imaging.to_model_input(rgb, 0, engine.align, engine.min_side)
+    fresh = engine.denoise(engine.encode(image), engine.noise(first.latent.shape), engine.sampler.timesteps(1))
+    np.testing.assert_allclose(second.latent, 0.7 * fresh + 0.3 * first.latent, atol=1e-4)
+    assert est.predict(Frame(rgb=rgb, stamp=0.2)).warm_start == "fuse:flow"
+
+
 def test_ensemble_members_median_and_mad(folders):
     est = registry.create("marigold", {"checkpoint": _path(folders, "v1-1"), "ensemble": 3, "steps": 1})
     pred = est.predict(Frame(rgb=_image(), stamp=0.0))

@@ -15,6 +15,10 @@ Warm-start schemes (``warm_start``):
 - ``renoise_warp``: ``renoise`` after warping the previous latent into the current view, with the
   drone pose and the previous depth when the frame has a pose and intrinsics (and ``warp_motion`` is
   ``auto``), else with optical flow.
+- ``fuse``: ``warm_steps`` steps from the fixed noise, as a cold frame of that many steps, then the result
+  is averaged with the previous frame's latent warped into the current view as ``renoise_warp`` warps it:
+  ``(1 - fuse) * new + fuse * warped previous``. The previous latent is itself fused, so this is a
+  motion-compensated running average of the depth latents.
 The first frame, and any frame after :meth:`reset`, a size change, a time jump or a scene cut, is cold.
 A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or a step forward of
 more than ``max_frame_gap`` in the input stream: ``Frame.input_gap``, the largest step between consecutive
@@ -41,7 +45,8 @@ from . import imaging, unet_segments, warping
 from .checkpoint import MarigoldParts
 from .ensemble import ensemble_depth
 
-WARM_STARTS = ("none", "blend", "renoise", "renoise_warp")
+WARM_STARTS = ("none", "blend", "renoise", "renoise_warp", "fuse")
+WARPED_STARTS = ("renoise_warp", "fuse")  # schemes that move the previous latent into the current view
 LARGE_VAE_PARAMETERS = 20_000_000  # a full VAE above this runs eagerly in graph mode (SD's: 84 M)
 
 
@@ -51,9 +56,10 @@ class EngineOptions:
 
     steps: int = 0  # cold steps; 0 = the checkpoint's default (v1-1: 4, LCM: 1)
     processing_resolution: int = 0  # longer edge in pixels; 0 = the input size
-    warm_start: str = "none"  # none | blend | renoise | renoise_warp
+    warm_start: str = "none"  # none | blend | renoise | renoise_warp | fuse
     warm_steps: int = 1  # steps run on warm frames
     blend: float = 0.1  # weight of the previous latent in the blend scheme
+    fuse: float = 0.5  # weight of the warped previous latent in the fuse scheme
     seed: int = 0  # noise seed (cold frames and re-noising reuse the same fixed noise)
     ensemble: int = 1  # members per frame (> 1 disables warm starts)
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
@@ -61,7 +67,7 @@ class EngineOptions:
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
     max_frame_gap: float = 1.0  # stamp step (s) of the input stream beyond which the next frame is cold
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
-    warp_motion: str = "auto"  # renoise_warp: auto (the drone pose when the frame has one, else optical flow) | flow
+    warp_motion: str = "auto"  # renoise_warp, fuse: auto (the drone pose when the frame has one, else optical flow) | flow
 
     def validate(self) -> None:
         if self.warm_start not in WARM_STARTS:
@@ -76,6 +82,8 @@ class EngineOptions:
             raise ValueError("steps >= 0, warm_steps >= 1, ensemble >= 1 and processing_resolution >= 0 required")
         if not 0.0 <= self.blend <= 1.0:
             raise ValueError(f"blend must be in [0, 1], got {self.blend}")
+        if not 0.0 <= self.fuse < 1.0:
+            raise ValueError(f"fuse must be in [0, 1), got {self.fuse}")
         if len(self.warp_depth_range) != 2 or not 0 < self.warp_depth_range[0] < self.warp_depth_range[1]:
             raise ValueError(f"warp_depth_range must be [near, far] metres, got {self.warp_depth_range}")
 
@@ -88,7 +96,7 @@ class EngineResult:
     latent: np.ndarray  # (1, C, h, w) final depth latent
     steps: int
     warm: bool
-    motion: str  # renoise_warp: "pose" or "flow" (what moved the previous latent); else ""
+    motion: str  # renoise_warp, fuse: "pose" or "flow" (what moved the previous latent); else ""
     reason: str  # why cold: "first", "reset", "size", "time_jump", "scene_cut", "disabled"; "" when warm
     uncertainty: Optional[np.ndarray] = None
     timings: dict = field(default_factory=dict)  # seconds: encode, unet (all steps), decode, total
@@ -292,7 +300,7 @@ class MarigoldEngine:
         stamp = None if frame is None else frame.stamp
         reason = self._cold_reason((height, width), thumb, stamp, None if frame is None else frame.input_gap)
         grey = None
-        if self.options.warm_start == "renoise_warp":  # (ph, pw) uint8 grey at processing size, for the flow
+        if self.options.warm_start in WARPED_STARTS:  # (ph, pw) uint8 grey at processing size, for the flow
             processing = (image.shape[2] - padding[0], image.shape[3] - padding[1])
             grey = imaging.resize(rgb.transpose(2, 0, 1).astype(np.float32).mean(0, keepdims=True), *processing,
                                   True)[0].clip(0, 255).astype(np.uint8)
@@ -317,11 +325,17 @@ class MarigoldEngine:
         """One cold or warm sample: (latent, steps run, depth (ph, pw), motion source)."""
         t = time.perf_counter()
         motion = ""
-        if reason:
-            timesteps, start, init = self.sampler.timesteps(self.steps), 0, self.noise(image_latent.shape)
+        fusing = not reason and self.options.warm_start == "fuse"
+        if reason or fusing:
+            timesteps = self.sampler.timesteps(self.options.warm_steps if fusing else self.steps)
+            start, init = 0, self.noise(image_latent.shape)
         else:
             init, timesteps, start, motion = self._warm_latent(image_latent.shape, frame, grey)
         latent = self.denoise(image_latent, init, timesteps, start)  # (1, C, h, w)
+        if fusing:
+            previous, motion = self._warp(self._prev["latent"], frame, grey)  # (1, C, h, w)
+            weight = self.options.fuse
+            latent = ((1.0 - weight) * latent + weight * previous).astype(np.float32)
         timings["unet"] = time.perf_counter() - t
         t = time.perf_counter()
         depth_small = imaging.unpad(self.decode(latent), padding)[0, 0]  # (ph, pw)

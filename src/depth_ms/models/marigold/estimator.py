@@ -26,15 +26,16 @@ class MarigoldOptions:
     unet_graphs: str = "whole"  # graph mode: whole (one graph) | blocks (a graph per UNet block: less memory, slower)
     steps: int = 0  # 0 = the checkpoint's default
     processing_resolution: int = -1  # longer edge in pixels; -1 = the checkpoint's (model_index.json); 0 = input size
-    warm_start: str = "none"  # none | blend | renoise | renoise_warp
+    warm_start: str = "none"  # none | blend | renoise | renoise_warp | fuse
     warm_steps: int = 1
     blend: float = 0.1
+    fuse: float = 0.5
     seed: int = 0
     ensemble: int = 1
     scene_cut: float = 0.25
     max_frame_gap: float = 1.0
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])
-    warp_motion: str = "auto"  # renoise_warp: auto (pose when the frame has one, else optical flow) | flow
+    warp_motion: str = "auto"  # renoise_warp, fuse: auto (pose when the frame has one, else optical flow) | flow
     compile_cache: str = ""  # graph mode: MindSpore's compile cache folder, e.g. ~/.cache/depth_ms/compile;
     # "" = off. One sub-folder per architecture and model input shape; a second shape in one process runs uncached.
 
@@ -51,13 +52,15 @@ class MarigoldEstimator:
         info = engine.parts.info
         self.kind = DepthKind.AFFINE_DISPARITY if info.prediction_type == "disparity" else DepthKind.AFFINE_DEPTH
         # the node then looks up the camera TF
-        self.uses_pose = engine.options.warm_start == "renoise_warp" and engine.options.warp_motion == "auto"
+        from .engine import WARPED_STARTS
+
+        self.uses_pose = engine.options.warm_start in WARPED_STARTS and engine.options.warp_motion == "auto"
 
     def predict(self, frame: Frame) -> DepthPrediction:
         result = self.engine.run(frame.rgb, frame)
         opts = self.engine.options
         scheme = opts.warm_start if opts.ensemble == 1 else f"ensemble{opts.ensemble}"
-        if result.motion:  # renoise_warp says what moved the previous latent: "renoise_warp:pose" / ":flow"
+        if result.motion:  # what moved the previous latent: "renoise_warp:pose", "fuse:flow", ...
             scheme = f"{scheme}:{result.motion}"
         return DepthPrediction(depth=result.depth, kind=self.kind, steps=result.steps, warm_start=scheme,
                                warm=result.warm, uncertainty=result.uncertainty,
