@@ -16,6 +16,8 @@ from depth_ms.core.types import DepthKind
 
 from .config import FitConfig
 
+REFITS = 6  # reweighted least-squares passes after RANSAC
+
 
 @dataclass
 class AffineFit:
@@ -65,7 +67,10 @@ def robust_affine_fit(values: np.ndarray, metres: np.ndarray, kind: DepthKind, c
                       prior_shift: float = 0.0) -> Optional[AffineFit]:
     """Fit 1-D ``values`` (the model's output) to ``metres`` (> 0), or None when the pixels do not allow it.
 
-    RANSAC over pixel pairs (and single pixels with ``prior_shift``) with positive scale, then weighted least squares on the inliers, twice.
+    RANSAC over pixel pairs (and single pixels with ``prior_shift``) with positive scale, then iteratively
+    reweighted least squares with Tukey's biweight on the relative error (zero weight beyond the inlier
+    threshold), so pixels near the threshold, such as the feet of obstacles just in front of the ground,
+    barely pull the fit.
     When the inliers span too little depth (d90 / d10 < ``min_depth_spread``) scale and shift are not
     separable: the shift stays ``prior_shift`` and only the scale is fitted.
     """
@@ -95,13 +100,15 @@ def robust_affine_fit(values: np.ndarray, metres: np.ndarray, kind: DepthKind, c
     scale, shift = float(scales[best]), float(shifts[best])
 
     total = float(weights.sum())
-    for _ in range(2):
-        inliers = relative_errors(values, metres, kind, scale, shift) < config.inlier_threshold  # (N,)
+    for _ in range(REFITS):
+        errors = relative_errors(values, metres, kind, scale, shift)  # (N,)
+        inliers = errors < config.inlier_threshold  # (N,)
         if inliers.sum() < 2:
             return None
         spread = np.percentile(metres[inliers], 90) / np.percentile(metres[inliers], 10)
         fixed = prior_shift if spread < config.min_depth_spread else None
-        fit_w = lsq_weights[inliers] * weights[inliers]
+        tukey = np.square(1.0 - np.square(errors[inliers] / config.inlier_threshold))  # (M,) biweight
+        fit_w = lsq_weights[inliers] * weights[inliers] * tukey
         scale, shift = weighted_least_squares(values[inliers], targets[inliers], fit_w, fixed)
         if not (np.isfinite(scale) and np.isfinite(shift)) or scale <= 0:
             return None
