@@ -15,10 +15,11 @@ Warm-start schemes (``warm_start``):
 - ``renoise_warp``: ``renoise`` after warping the previous latent into the current view, with the
   drone pose and the previous depth when the frame has a pose and intrinsics (and ``warp_motion`` is
   ``auto``), else with optical flow.
-- ``fuse``: ``warm_steps`` steps from the fixed noise, as a cold frame of that many steps, then the result
-  is averaged with the previous frame's latent warped into the current view as ``renoise_warp`` warps it:
-  ``(1 - fuse) * new + fuse * warped previous``. The previous latent is itself fused, so this is a
-  motion-compensated running average of the depth latents.
+- ``fuse``: ``warm_steps`` steps from the fixed noise, as a cold frame of that many steps; the decoded depth
+  is aligned (least-squares scale and shift) to the previous frame's output warped into the current view
+  as ``renoise_warp`` warps latents, then averaged with it: ``(1 - fuse) * aligned + fuse * warped``. The
+  alignment removes the frame-to-frame drift of the per-frame normalisation; the previous output is itself
+  fused, so this is a motion-compensated running average of the depth.
 The first frame, and any frame after :meth:`reset`, a size change, a time jump or a scene cut, is cold.
 A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or a step forward of
 more than ``max_frame_gap`` in the input stream: ``Frame.input_gap``, the largest step between consecutive
@@ -59,7 +60,7 @@ class EngineOptions:
     warm_start: str = "none"  # none | blend | renoise | renoise_warp | fuse
     warm_steps: int = 1  # steps run on warm frames
     blend: float = 0.1  # weight of the previous latent in the blend scheme
-    fuse: float = 0.5  # weight of the warped previous latent in the fuse scheme
+    fuse: float = 0.5  # weight of the warped previous output in the fuse scheme
     seed: int = 0  # noise seed (cold frames and re-noising reuse the same fixed noise)
     ensemble: int = 1  # members per frame (> 1 disables warm starts)
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
@@ -67,7 +68,7 @@ class EngineOptions:
     scene_cut: float = 0.25  # mean absolute grey change (0..1) of a 64-px thumbnail that forces a cold frame
     max_frame_gap: float = 1.0  # stamp step (s) of the input stream beyond which the next frame is cold
     warp_depth_range: list = field(default_factory=lambda: [1.0, 40.0])  # metres [0, 1] depth maps to (pose warp)
-    warp_motion: str = "auto"  # renoise_warp, fuse: auto (the drone pose when the frame has one, else optical flow) | flow
+    warp_motion: str = "auto"  # renoise_warp, fuse: auto (pose when known, else optical flow) | flow
 
     def validate(self) -> None:
         if self.warm_start not in WARM_STARTS:
@@ -271,22 +272,39 @@ class MarigoldEngine:
         start = max(0, self.steps - opts.warm_steps)
         previous, motion = prev["latent"], ""
         if opts.warm_start == "renoise_warp":
-            previous, motion = self._warp(previous, frame, grey)
+            previous, motion = self._warp(previous, prev["depth_small"], frame, grey)
         init = self.sampler.add_noise(previous, self.noise(latent_shape), int(timesteps[start]))
         return init, timesteps, start, motion
 
-    def _warp(self, latent: np.ndarray, frame: Optional[Frame], grey: np.ndarray) -> tuple[np.ndarray, str]:
+    def _warp(self, array: np.ndarray, depth: np.ndarray, frame: Optional[Frame], grey: np.ndarray
+              ) -> tuple[np.ndarray, str]:
+        """The previous frame's ``array`` (1, C, h, w) on the padded processing grid at (h, w) (latents, or the
+        output depth at full size), moved into the current view; ``depth`` (h, w) is its [0, 1] depth there."""
         prev = self._prev
         have_pose = (self.options.warp_motion == "auto" and frame is not None and frame.pose_map_camera is not None
                      and prev.get("pose") is not None
                      and frame.intrinsics is not None and frame.intrinsics.is_valid())
         if have_pose:
-            h, w = latent.shape[-2:]
+            h, w = array.shape[-2:]
             near, far = self.options.warp_depth_range
-            depth = near + (far - near) * prev["depth_small"]  # (h, w) metres, from the [0, 1] depth
-            latent_k = _latent_intrinsics(frame.intrinsics, prev["processing"], prev["padding"], w, h)
-            return warping.warp_by_pose(latent, depth, latent_k, prev["pose"], frame.pose_map_camera), "pose"
-        return warping.warp_by_flow(latent, warping.flow_to_previous(prev["grey"], grey)), "flow"
+            metres = near + (far - near) * depth  # (h, w) metres, from the [0, 1] depth
+            grid_k = _latent_intrinsics(frame.intrinsics, prev["processing"], prev["padding"], w, h)
+            return warping.warp_by_pose(array, metres, grid_k, prev["pose"], frame.pose_map_camera), "pose"
+        return warping.warp_by_flow(array, warping.flow_to_previous(prev["grey"], grey)), "flow"
+
+    def _fuse(self, depth: np.ndarray, padding: tuple, frame: Optional[Frame], grey: np.ndarray
+              ) -> tuple[np.ndarray, str]:
+        """This frame's depth (ph, pw) aligned to the previous output moved into this view, then averaged."""
+        previous = self._prev["depth_padded"]  # (ph + pad, pw + pad) in [0, 1]
+        warped, motion = self._warp(previous[None, None], previous, frame, grey)
+        warped = imaging.unpad(warped, padding)[0, 0]  # (ph, pw)
+        design = np.stack([depth.ravel(), np.ones(depth.size, np.float32)], axis=1)  # (N, 2)
+        (scale, shift), *_ = np.linalg.lstsq(design, warped.ravel(), rcond=None)
+        if not scale > 0:  # no usable relation (a flat map): keep this frame's own values
+            scale, shift = 1.0, 0.0
+        weight = self.options.fuse
+        fused = (1.0 - weight) * (scale * depth + shift) + weight * warped  # (ph, pw)
+        return np.clip(fused, 0.0, 1.0).astype(np.float32), motion
 
     def run(self, rgb: np.ndarray, frame: Optional[Frame] = None) -> EngineResult:
         """Depth for one image (uint8 (H, W, 3), grey or RGBA); ``frame`` supplies stamp, pose and intrinsics."""
@@ -332,13 +350,11 @@ class MarigoldEngine:
         else:
             init, timesteps, start, motion = self._warm_latent(image_latent.shape, frame, grey)
         latent = self.denoise(image_latent, init, timesteps, start)  # (1, C, h, w)
-        if fusing:
-            previous, motion = self._warp(self._prev["latent"], frame, grey)  # (1, C, h, w)
-            weight = self.options.fuse
-            latent = ((1.0 - weight) * latent + weight * previous).astype(np.float32)
         timings["unet"] = time.perf_counter() - t
         t = time.perf_counter()
         depth_small = imaging.unpad(self.decode(latent), padding)[0, 0]  # (ph, pw)
+        if fusing:
+            depth_small, motion = self._fuse(depth_small, padding, frame, grey)
         timings["decode"] = time.perf_counter() - t
         return latent, len(timesteps) - start, depth_small, motion
 
@@ -361,7 +377,7 @@ class MarigoldEngine:
         padded = np.pad(depth_small, ((0, padding[0]), (0, padding[1])), mode="edge")  # (h * f, w * f)
         self._prev = dict(latent=latent, size=size, thumb=thumb, grey=grey, stamp=stamp,
                           pose=None if frame is None else frame.pose_map_camera,
-                          processing=depth_small.shape, padding=padding,
+                          processing=depth_small.shape, padding=padding, depth_padded=padded,
                           depth_small=imaging.resize(padded[None], lat_h, lat_w, True)[0])  # (h, w)
 
 
