@@ -209,9 +209,8 @@ def test_renoise_warp_uses_pose_or_flow(folders):
     assert all(np.isfinite(p.depth).all() for p in (first, second, third))
 
 
-def test_fuse_aligns_a_fresh_step_to_the_warped_previous_output_and_averages(folders):
-    """The same image twice, no pose: the flow is zero, so frame 2 = 0.7 * (a cold 1-step depth aligned to
-    frame 1's by least squares) + 0.3 * frame 1's depth."""
+def test_fuse_averages_a_fresh_step_with_the_warped_previous_output(folders):
+    """The same image twice, no pose: the flow is zero, so frame 2 = 0.7 * a cold 1-step depth + 0.3 * frame 1's."""
     est = registry.create("marigold", {"checkpoint": _path(folders, "v1-1"), "warm_start": "fuse", "fuse": 0.3})
     rgb = _image()
     first = est.engine.run(rgb, Frame(rgb=rgb, stamp=0.0))
@@ -221,10 +220,7 @@ def test_fuse_aligns_a_fresh_step_to_the_warped_previous_output_and_averages(fol
     image, padding = imaging.to_model_input(rgb, 0, engine.align, engine.min_side)
     fresh_latent = engine.denoise(engine.encode(image), engine.noise(first.latent.shape), engine.sampler.timesteps(1))
     fresh = imaging.unpad(engine.decode(fresh_latent), padding)[0, 0]  # (30, 44)
-    design = np.stack([fresh.ravel(), np.ones(fresh.size)], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(design, first.depth.ravel(), rcond=None)
-    expected = np.clip(0.7 * (scale * fresh + shift) + 0.3 * first.depth, 0, 1)
-    np.testing.assert_allclose(second.depth, expected, atol=1e-4)
+    np.testing.assert_allclose(second.depth, 0.7 * fresh + 0.3 * first.depth, atol=1e-4)
     assert est.predict(Frame(rgb=rgb, stamp=0.2)).warm_start == "fuse:flow"
 
 

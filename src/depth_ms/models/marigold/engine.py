@@ -16,10 +16,9 @@ Warm-start schemes (``warm_start``):
   drone pose and the previous depth when the frame has a pose and intrinsics (and ``warp_motion`` is
   ``auto``), else with optical flow.
 - ``fuse``: ``warm_steps`` steps from the fixed noise, as a cold frame of that many steps; the decoded depth
-  is aligned (least-squares scale and shift) to the previous frame's output warped into the current view
-  as ``renoise_warp`` warps latents, then averaged with it: ``(1 - fuse) * aligned + fuse * warped``. The
-  alignment removes the frame-to-frame drift of the per-frame normalisation; the previous output is itself
-  fused, so this is a motion-compensated running average of the depth.
+  is averaged with the previous frame's output warped into the current view as ``renoise_warp`` warps
+  latents: ``(1 - fuse) * new + fuse * warped``. The previous output is itself fused, so this is a
+  motion-compensated running average of the depth.
 The first frame, and any frame after :meth:`reset`, a size change, a time jump or a scene cut, is cold.
 A time jump is a stamp going back by more than ``max_frame_gap`` seconds (bag loops) or a step forward of
 more than ``max_frame_gap`` in the input stream: ``Frame.input_gap``, the largest step between consecutive
@@ -60,7 +59,7 @@ class EngineOptions:
     warm_start: str = "none"  # none | blend | renoise | renoise_warp | fuse
     warm_steps: int = 1  # steps run on warm frames
     blend: float = 0.1  # weight of the previous latent in the blend scheme
-    fuse: float = 0.5  # weight of the warped previous output in the fuse scheme
+    fuse: float = 0.7  # weight of the warped previous output in the fuse scheme
     seed: int = 0  # noise seed (cold frames and re-noising reuse the same fixed noise)
     ensemble: int = 1  # members per frame (> 1 disables warm starts)
     tiny_vae_side: str = "both"  # with a tiny VAE loaded: both | decode | encode (which side uses it)
@@ -294,17 +293,12 @@ class MarigoldEngine:
 
     def _fuse(self, depth: np.ndarray, padding: tuple, frame: Optional[Frame], grey: np.ndarray
               ) -> tuple[np.ndarray, str]:
-        """This frame's depth (ph, pw) aligned to the previous output moved into this view, then averaged."""
+        """This frame's depth (ph, pw) averaged with the previous output moved into this view."""
         previous = self._prev["depth_padded"]  # (ph + pad, pw + pad) in [0, 1]
         warped, motion = self._warp(previous[None, None], previous, frame, grey)
         warped = imaging.unpad(warped, padding)[0, 0]  # (ph, pw)
-        design = np.stack([depth.ravel(), np.ones(depth.size, np.float32)], axis=1)  # (N, 2)
-        (scale, shift), *_ = np.linalg.lstsq(design, warped.ravel(), rcond=None)
-        if not scale > 0:  # no usable relation (a flat map): keep this frame's own values
-            scale, shift = 1.0, 0.0
         weight = self.options.fuse
-        fused = (1.0 - weight) * (scale * depth + shift) + weight * warped  # (ph, pw)
-        return np.clip(fused, 0.0, 1.0).astype(np.float32), motion
+        return ((1.0 - weight) * depth + weight * warped).astype(np.float32), motion  # (ph, pw) in [0, 1]
 
     def run(self, rgb: np.ndarray, frame: Optional[Frame] = None) -> EngineResult:
         """Depth for one image (uint8 (H, W, 3), grey or RGBA); ``frame`` supplies stamp, pose and intrinsics."""

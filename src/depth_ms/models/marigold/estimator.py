@@ -29,7 +29,7 @@ class MarigoldOptions:
     warm_start: str = "none"  # none | blend | renoise | renoise_warp | fuse
     warm_steps: int = 1
     blend: float = 0.1
-    fuse: float = 0.5
+    fuse: float = 0.7
     seed: int = 0
     ensemble: int = 1
     scene_cut: float = 0.25
