@@ -54,7 +54,7 @@ def main() -> int:
     names = list(yaml.safe_load(Path(args.runs).read_text()))
     header = ["run", "AbsRel", "delta1", "TAE %", "flicker %", "model ms/frame", "scored/frames", "dropped live"]
     rows = [row(n, json.loads((Path(args.output) / n / "summary.json").read_text())) for n in names]
-    print(f"\n{len(args.bags)} bags, {machine_line()}, {time.time() - start:.0f} s")
+    print(f"\n{len(args.bags)} bags, {machine_line()} ({time.time() - start:.0f} s in all)")
     print("\n".join(markdown_table(header, rows)))
     return 0
 
