@@ -46,7 +46,7 @@ from .checkpoint import MarigoldParts
 from .ensemble import ensemble_depth
 
 WARM_STARTS = ("none", "blend", "renoise", "renoise_warp", "fuse")
-WARPED_STARTS = ("renoise_warp", "fuse")  # schemes that move the previous latent into the current view
+WARPED_STARTS = ("renoise_warp", "fuse")  # schemes that move the previous frame (latent, output) into the view
 LARGE_VAE_PARAMETERS = 20_000_000  # a full VAE above this runs eagerly in graph mode (SD's: 84 M)
 
 
