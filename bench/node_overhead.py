@@ -17,6 +17,7 @@ import subprocess
 import time
 
 import numpy as np
+from tables import machine_line, markdown_table
 
 
 def _start_roscore() -> subprocess.Popen:
@@ -51,6 +52,7 @@ def run(frames: int) -> None:
     from std_msgs.msg import Header
 
     from depth_ms.core.node_config import DepthNodeConfig
+    from depth_ms.metric import ScaleConfig
     from depth_ms.models.oracle import OracleEstimator
     from depth_ms.msg import DepthInfo
     from depth_ms.ros import conversions
@@ -59,15 +61,13 @@ def run(frames: int) -> None:
     from depth_ms.sim import DroneSimulator, load_sim_config
 
     rospy.init_node("bench_node_overhead", disable_signals=True)
-    node = DepthNode(OracleEstimator(), DepthNodeConfig(stats_period=0))
+    node = DepthNode(OracleEstimator(), DepthNodeConfig(stats_period=0), ScaleConfig())  # the oracle is metric
     sinks = [rospy.Subscriber(f"/bench_node_overhead/depth/{name}", msg_type, lambda _m: None, queue_size=1,
                               buff_size=2 ** 26)
              for name, msg_type in [("image", Image), ("colored", Image), ("points", PointCloud2),
                                     ("camera_info", CameraInfo), ("info", DepthInfo)]]
     time.sleep(1.0)
-    print(f"{'resolution':>10} | {'overhead ms (median)':>20} | {'p90':>6} | {'model (oracle) ms':>17} | "
-          f"{'create_cloud ms (naive)':>23}")
-    print("-" * 90)
+    rows = []
     for run_index, (width, height) in enumerate([(320, 240), (848, 480)]):
         sim = DroneSimulator(load_sim_config({"width": width, "height": height}))
         messages = SimMessages(sim)
@@ -76,7 +76,8 @@ def run(frames: int) -> None:
             stamp = rospy.Time.from_sec(1000.0 * (run_index + 1) + index * 0.1)  # never backwards
             topic_msgs = dict(messages.frame_messages(sim.render(index), stamp, seq=index))
             node._camera_info = topic_msgs["/camera/rgb/camera_info"]
-            pendings.append(_Pending(topic_msgs["/camera/rgb/image_raw"], topic_msgs["/camera/depth/image_raw"]))
+            pendings.append(_Pending(topic_msgs["/camera/rgb/image_raw"], topic_msgs["/camera/depth/image_raw"],
+                                     None, rospy.Time.now()))
         for pending in pendings[:5]:  # warm-up: first publishes set up connections
             node.process(pending)
         overheads, models = [], []  # per frame, from the node's own stage timers
@@ -90,8 +91,11 @@ def run(frames: int) -> None:
         start = time.perf_counter()
         point_cloud2.create_cloud(Header(), fields, cloud_points)
         naive_ms = (time.perf_counter() - start) * 1e3
-        print(f"{width:>4}x{height:<5} | {np.median(overheads):>20.1f} | {np.percentile(overheads, 90):>6.1f} | "
-              f"{np.median(models):>17.2f} | {naive_ms:>23.0f}")
+        rows.append([f"{width}x{height}", f"{np.median(overheads):.1f} ms", f"{np.percentile(overheads, 90):.1f} ms",
+                     f"{np.median(models):.2f} ms", f"{naive_ms:.0f} ms"])
+    print(f"{frames} frames per size, {machine_line()}")
+    print("\n".join(markdown_table(["resolution", "overhead median", "p90", "oracle \"model\"",
+                                     "naive `point_cloud2.create_cloud` alone"], rows)))
     for sink in sinks:
         sink.unregister()
     rospy.signal_shutdown("done")
