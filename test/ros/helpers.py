@@ -15,6 +15,12 @@ from depth_ms.ros import conversions
 BRIDGE = CvBridge()
 
 
+def mean_abs_rel(depth: np.ndarray, gt: np.ndarray) -> float:
+    """Mean |depth - gt| / gt over pixels finite in both (metres, no alignment)."""
+    valid = np.isfinite(depth) & np.isfinite(gt)
+    return float(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid]))
+
+
 def image_msg(array: np.ndarray, encoding: str, stamp: float, frame_id: str = "cam_optical") -> Image:
     msg = BRIDGE.cv2_to_imgmsg(array, encoding=encoding)
     msg.header.stamp = rospy.Time.from_sec(stamp)

@@ -19,7 +19,7 @@ from depth_ms.msg import DepthInfo
 from depth_ms.ros import conversions
 
 from conftest import ROOT, wait_for
-from helpers import Recorder
+from helpers import Recorder, mean_abs_rel
 
 OUT = "/depth_node/depth/"
 GT = "/camera/depth/image_raw"
@@ -55,11 +55,6 @@ def unscaled_run(rosnode, module_launch, distorted_oracle):
     return _launch(module_launch, distorted_oracle, "none")
 
 
-def _abs_rel(depth: np.ndarray, gt: np.ndarray) -> float:
-    valid = np.isfinite(depth) & np.isfinite(gt)
-    return float(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid]))
-
-
 def test_metric_topics_carry_metres_that_match_the_ground_truth(metric_run):
     source, rec = metric_run
     bridge = CvBridge()
@@ -75,7 +70,7 @@ def test_metric_topics_carry_metres_that_match_the_ground_truth(metric_run):
         depth = bridge.imgmsg_to_cv2(msg)
         assert msg.encoding == "32FC1" and msg.header.frame_id == gt.header.frame_id
         assert np.isnan(depth[np.isnan(bridge.imgmsg_to_cv2(gt))]).all()  # sky stays invalid
-        errors.append(_abs_rel(depth, bridge.imgmsg_to_cv2(gt)))
+        errors.append(mean_abs_rel(depth, bridge.imgmsg_to_cv2(gt)))
     assert np.mean(errors) < 0.03
     cloud = conversions.cloud_from_msg(rec.get(OUT + "points")[-1])
     depth = bridge.imgmsg_to_cv2(rec.by_stamp(OUT + "image", rec.get(OUT + "points")[-1].header.stamp.to_sec()))
@@ -152,5 +147,6 @@ def test_the_opt_in_display_stretch_is_flagged_and_still_warned(rosnode, launch,
     assert not rec.get(OUT + "image")
     assert all(not i.metric and math.isnan(i.scale) for i in infos)
     stretched = {i.header.stamp for i in infos if i.display_stretch}  # every frame with a cloud (camera_info in)
-    assert stretched and stretched == {p.header.stamp for p in rec.get(OUT + "points")} & {i.header.stamp for i in infos}
+    clouds = {p.header.stamp for p in rec.get(OUT + "points")}
+    assert stretched and stretched == clouds & {i.header.stamp for i in infos}
     assert "depth/points carries the display stretch (scale.display_stretch), not metres" in proc.output()

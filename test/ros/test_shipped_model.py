@@ -11,7 +11,7 @@ from depth_ms.msg import DepthInfo
 from depth_ms.training.validation import score_relative
 
 from conftest import wait_for
-from helpers import Recorder
+from helpers import Recorder, mean_abs_rel
 
 pytest.importorskip("mindspore")
 
@@ -54,14 +54,9 @@ def test_fresh_install_runs_the_shipped_model_with_real_depth(rosnode, launch, t
     assert np.mean([s["abs_rel"] for s in scores]) < abs_rel
     assert np.mean([s["delta1"] for s in scores]) > delta1
     # the metres on depth/image (and so the cloud) sit on the simulator's ground and buildings
-    metric = [_abs_rel(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(rec.by_stamp(GT, msg.header.stamp.to_sec())))
+    metric = [mean_abs_rel(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(rec.by_stamp(GT, msg.header.stamp.to_sec())))
               for msg in rec.get(OUT + "image")[-4:]]
     assert np.mean(metric) < METRIC_MARGIN * abs_rel
-
-
-def _abs_rel(depth: np.ndarray, gt: np.ndarray) -> float:
-    valid = np.isfinite(depth) & np.isfinite(gt)
-    return float(np.mean(np.abs(depth[valid] - gt[valid]) / gt[valid]))
 
 
 def test_a_real_model_scaled_by_the_ground_truth_publishes_metres(rosnode, launch, tmp_path):
@@ -77,5 +72,5 @@ def test_a_real_model_scaled_by_the_ground_truth_publishes_metres(rosnode, launc
     errors = []
     for msg in rec.get(OUT + "image"):
         gt = rec.by_stamp(GT, msg.header.stamp.to_sec())
-        errors.append(_abs_rel(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(gt)))
+        errors.append(mean_abs_rel(bridge.imgmsg_to_cv2(msg), bridge.imgmsg_to_cv2(gt)))
     assert np.mean(errors) < CASES["midas"][2]

@@ -96,7 +96,7 @@ class EngineResult:
     latent: np.ndarray  # (1, C, h, w) final depth latent
     steps: int
     warm: bool
-    motion: str  # renoise_warp, fuse: "pose" or "flow" (what moved the previous latent); else ""
+    motion: str  # renoise_warp, fuse: "pose" or "flow" (what moved the previous latent / output); else ""
     reason: str  # why cold: "first", "reset", "size", "time_jump", "scene_cut", "disabled"; "" when warm
     uncertainty: Optional[np.ndarray] = None
     timings: dict = field(default_factory=dict)  # seconds: encode, unet (all steps), decode, total

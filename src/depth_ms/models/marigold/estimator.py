@@ -60,7 +60,7 @@ class MarigoldEstimator:
         result = self.engine.run(frame.rgb, frame)
         opts = self.engine.options
         scheme = opts.warm_start if opts.ensemble == 1 else f"ensemble{opts.ensemble}"
-        if result.motion:  # what moved the previous latent: "renoise_warp:pose", "fuse:flow", ...
+        if result.motion:  # what moved the previous frame: "renoise_warp:pose", "fuse:flow", ...
             scheme = f"{scheme}:{result.motion}"
         return DepthPrediction(depth=result.depth, kind=self.kind, steps=result.steps, warm_start=scheme,
                                warm=result.warm, uncertainty=result.uncertainty,
