@@ -154,6 +154,7 @@ MARIGOLD = {"family": "marigold", "resolution": 64, "aspect": [4, 3],
             "unet": {"arch": {"block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 8,
                               "norm_num_groups": 8, "cross_attention_dim": 32, "sample_size": 16},
                      "variants": 1, "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1}, "val_steps": 2},
+            "finetune": {"decoded_batch": 2, "optim": {"steps": 4, "batch_size": 2, "warmup_steps": 1}},
             "schedule": {"log_every": 1, "val_every": 4, "checkpoint_every": 2}}
 
 
@@ -175,11 +176,11 @@ def marigold_run(flights, tmp_path_factory):
     return folder, config, result.stdout, flights
 
 
-def test_marigold_training_runs_both_stages_and_exports_a_diffusers_folder(marigold_run):
+def test_marigold_training_runs_every_stage_and_exports_a_diffusers_folder(marigold_run):
     folder, _, out, _ = marigold_run
     assert "vae: held-out depth round trip AbsRel" in out and "held-out abs_rel" in out
     run = folder / "run"
-    for stage in ("vae", "unet"):
+    for stage in ("vae", "unet", "finetune"):
         assert sorted(p.name for p in (run / stage / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
         assert (run / stage / "plot.png").is_file()
     model = run / "model"
@@ -215,13 +216,14 @@ def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
     assert float(difference.mean()) <= 1e-3 and float(difference.max()) <= 2e-2
 
 
-def test_marigold_resume_continues_the_unet_stage(marigold_run, tmp_path):
+def test_marigold_resume_continues_each_stage(marigold_run, tmp_path):
     folder, config, _, _ = marigold_run
     longer = tmp_path / "longer.yaml"
     data = yaml.safe_load(config.read_text())
-    data["unet"]["optim"]["steps"] = 6
+    data["unet"]["optim"]["steps"] = data["finetune"]["optim"]["steps"] = 6
     longer.write_text(yaml.safe_dump(data))
     result = _train_subprocess(longer, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resumed from" in result.stdout and "done at step 6" in result.stdout
-    assert (folder / "run" / "unet" / "checkpoints" / "step_000006").is_dir()
+    assert result.stdout.count("resumed from") == 3 and "done at step 6" in result.stdout
+    for stage in ("unet", "finetune"):
+        assert (folder / "run" / stage / "checkpoints" / "step_000006").is_dir()

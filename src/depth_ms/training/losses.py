@@ -10,6 +10,7 @@ affine change of either; then
   pairs, at ``scales`` scales (each half the previous, by subsampling).
 
 The loss is their sum with the gradient term weighted by ``alpha`` (MiDaS: 0.5), averaged over images.
+:func:`aligned_depth_loss` is the untrimmed loss in depth, for the Marigold family's end-to-end fine-tuning.
 """
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ def gradient_loss(residual, mask, scales: int):
     return total
 
 
+def aligned_depth_loss(pred, target, alpha: float, scales: int):
+    """The same loss in depth itself, for predictions of affine depth (Marigold's decoded output): L1 between
+    the median/MAD-normalised maps (B, H, W) plus ``alpha`` times the gradient matching, every pixel valid; (B,)."""
+    batch, height, width = pred.shape
+    mask = ops.ones((batch, height * width), ms.float32)  # (B, N)
+    residual = normalise(pred.reshape(batch, -1), mask) - normalise(target.reshape(batch, -1), mask)  # (B, N)
+    loss = ops.abs(residual).mean(axis=1)  # (B,)
+    if alpha > 0:
+        loss = loss + alpha * gradient_loss(residual.reshape(batch, height, width), mask.reshape(pred.shape), scales)
+    return loss
+
+
 class ScaleShiftInvariantLoss(nn.Cell):
     """MiDaS' loss on predicted disparity against metric depth (B, H, W) with a 0/1 validity mask."""
 
@@ -87,4 +100,4 @@ class ScaleShiftInvariantLoss(nn.Cell):
         return loss.mean()
 
 
-__all__ = ["ScaleShiftInvariantLoss", "gradient_loss", "normalise", "trimmed_loss"]
+__all__ = ["ScaleShiftInvariantLoss", "aligned_depth_loss", "gradient_loss", "normalise", "trimmed_loss"]

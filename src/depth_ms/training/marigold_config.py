@@ -1,8 +1,9 @@
-"""Training configuration of the Marigold family (``family: marigold``): a VAE stage, then a UNet stage."""
+"""Training configuration of the Marigold family (``family: marigold``): a VAE stage, a UNet stage and an
+optional end-to-end fine-tuning stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from depth_ms.core.config import ConfigError
 
@@ -51,6 +52,23 @@ class UnetStage:
 
 
 @dataclass
+class FinetuneStage:
+    """The UNet fine-tuned end to end through the frozen VAE decoder (Garcia Martin et al., WACV 2025): the
+    clean-latent estimate of the first sampler step (t = 999, pure noise in) is decoded and scored against the
+    depth with MiDaS' scale-and-shift-invariant loss; the v-prediction loss of the UNet stage runs beside it
+    on ``optim.batch_size`` samples, so the later sampler steps keep working."""
+
+    decoded_batch: int = 4  # samples per step through the decoder
+    gradient_weight: float = 0.5  # multi-scale gradient matching of the decoded loss (MiDaS' alpha)
+    velocity_weight: float = 1.0  # weight of the v-prediction loss beside it
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self) -> None:
+        if self.decoded_batch < 1 or self.gradient_weight < 0 or self.velocity_weight < 0:
+            raise ConfigError("finetune: expected decoded_batch >= 1, gradient_weight >= 0, velocity_weight >= 0")
+
+
+@dataclass
 class MarigoldTrainConfig:
     """A Marigold-family model from scratch: VAE, then UNet on its latents; exported as a diffusers folder."""
 
@@ -62,6 +80,7 @@ class MarigoldTrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     vae: VaeStage = field(default_factory=VaeStage)
     unet: UnetStage = field(default_factory=UnetStage)
+    finetune: Optional[FinetuneStage] = None  # a third stage after the UNet stage (absent = none)
     text_encoder: Mapping[str, Any] = field(default_factory=dict)  # CLIPTextConfig fields of the minimal encoder
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     output: str = "runs/marigold"  # run folder: vae/, unet/ (checkpoints, logs, plots) and model/ (diffusers)
@@ -79,4 +98,4 @@ class MarigoldTrainConfig:
         return self.resolution * h // longest, self.resolution * w // longest
 
 
-__all__ = ["MarigoldTrainConfig", "UnetStage", "VaeStage"]
+__all__ = ["FinetuneStage", "MarigoldTrainConfig", "UnetStage", "VaeStage"]

@@ -10,9 +10,12 @@
    (multi-resolution) noise per sample, feeds concat(RGB latent, noisy depth latent) and the
    empty-prompt embedding to the 8-channel UNet, and regresses the v-prediction target (MSE).
    Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the held-out flights.
-3. **Export** (``model/``): the diffusers folder (:mod:`.marigold_folder`) the estimator loads.
+3. **Fine-tuning** (``finetune/``, when configured): the UNet end to end through the frozen decoder
+   (Garcia Martin et al., WACV 2025): the first sampler step's clean-latent estimate is decoded and scored
+   with a scale-and-shift-invariant loss in depth, the v-prediction loss beside it.
+4. **Export** (``model/``): the diffusers folder (:mod:`.marigold_folder`) the estimator loads.
 
-Both stages use the shared loop (:mod:`.loop`): one compiled step, AllReduce under ``msrun``, clipping,
+Every stage uses the shared loop (:mod:`.loop`): one compiled step, AllReduce under ``msrun``, clipping,
 AdamW with warm-up and cosine decay, checkpoints, ``--resume`` (per stage), CSV log and plot.
 MindSpore's CPU kernels of the package (``DEPTH_MS_NATIVE_KERNELS``) have no backward: the CLI turns them off.
 """
@@ -31,6 +34,7 @@ from . import marigold_folder as folder
 from .augment import make_batch, signed_unit, step_rng
 from .diffusion import multires_noise, noisy_and_velocity, normalised_depth
 from .loop import StepTrainer, Workers, adamw, compiled_step, learning_rates
+from .losses import aligned_depth_loss
 from .marigold_config import MarigoldTrainConfig
 from .samples import Sample, SampleSet
 from .validation import spread, validate
@@ -158,12 +162,13 @@ class UnetTrainer(StepTrainer):
 
     def encode_training_frames(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, float]:
         """(RGB latents (N, C, h, w), depth latents (N, C, h, w), scaling factor): every frame in
-        ``variants`` augmented copies, scaled to unit variance."""
+        ``variants`` augmented copies, scaled to unit variance. Keeps the normalised depth of each copy in
+        ``depth_targets`` (N, H, W) float16 for the fine-tuning stage."""
         from tqdm import tqdm
 
         ms, cfg = self.ms, self.config
         height, width = cfg.frame_size()
-        chunk, rgb_out, depth_out = 16, [], []
+        chunk, rgb_out, depth_out, targets = 16, [], [], []
         vae = self.vae
 
         def posterior_mean(x):
@@ -177,15 +182,21 @@ class UnetTrainer(StepTrainer):
             indices = np.arange(start, min(start + chunk, len(samples)))
             images, depth, mask = make_batch(samples, indices, height, width, cfg.augment, rng, signed_unit)
             rgb_out.append(encode(ms.Tensor(images)).asnumpy())  # (b, C, h, w)
-            depth_out.append(encode(ms.Tensor(normalised_depth(depth, mask))).asnumpy())  # (b, C, h, w)
+            normalised = normalised_depth(depth, mask)  # (b, 3, H, W)
+            depth_out.append(encode(ms.Tensor(normalised)).asnumpy())  # (b, C, h, w)
+            targets.append(normalised[:, 0].astype(np.float16))  # (b, H, W)
         rgb, depth = np.concatenate(rgb_out), np.concatenate(depth_out)  # (N, C, h, w)
+        self.depth_targets = np.concatenate(targets)  # (N, H, W)
         scaling = float(1.0 / np.concatenate([rgb.ravel(), depth.ravel()]).std())
         return rgb * scaling, depth * scaling, scaling
 
     def batch(self, step: int) -> tuple[np.ndarray, ...]:
-        stage = self.config.unet
-        rng = step_rng(self.config.seed, step, self.workers.rank)
-        size, count = stage.optim.batch_size, len(self.rgb_latents)
+        """(UNet input (B, 2C, h, w), timesteps (B,), text (B, tokens, hidden), v target (B, C, h, w))."""
+        return self.velocity_batch(step_rng(self.config.seed, step, self.workers.rank),
+                                   self.config.unet.optim.batch_size)
+
+    def velocity_batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, ...]:
+        stage, count = self.config.unet, len(self.rgb_latents)
         indices = rng.choice(count, size, replace=count < size)
         train_steps = self.sampler.num_train_timesteps
         t = rng.integers(0, train_steps, size)  # (B,)
@@ -240,8 +251,65 @@ class UnetTrainer(StepTrainer):
                             self.config.unet.val_steps)
 
 
+class FinetuneTrainer(UnetTrainer):
+    """Stage 3: the trained UNet fine-tuned end to end through the frozen decoder (see the module docstring)."""
+
+    name = "finetune"
+
+    def __init__(self, config: MarigoldTrainConfig, unet: UnetTrainer, workers: Workers, progress: bool = True,
+                 say: Callable[[str], None] = print) -> None:
+        import mindspore as ms
+        from mindspore import ops
+
+        stage = config.finetune
+        StepTrainer.__init__(self, ms, config, stage.optim, config.schedule, Path(config.output) / "finetune",
+                             workers, progress, say)
+        self.vae, self.context, self.sampler, self.val_samples = unet.vae, unet.context, unet.sampler, unet.val_samples
+        self.rgb_latents, self.depth_latents, self.scaling = unet.rgb_latents, unet.depth_latents, unet.scaling
+        self.depth_targets = unet.depth_targets
+        self.net, self.arch_metadata, self.metadata = unet.net, unet.arch_metadata, unet.metadata
+        self.lrs = learning_rates(stage.optim)
+        self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
+        self.first_timestep = int(self.sampler.timesteps(config.unet.val_steps)[0])
+        alpha = float(self.sampler.alphas_cumprod[self.first_timestep])
+        signal, sigma = float(np.sqrt(alpha)), float(np.sqrt(1.0 - alpha))
+        net, vae, scaling, channels = self.net, self.vae, self.scaling, int(self.vae.config.latent_channels)
+        size, weight = stage.optim.batch_size, stage.velocity_weight
+        alpha_grad, scales = stage.gradient_weight, 4
+
+        def forward(x, t, text, velocity, target):  # x (B + E, 2C, h, w); velocity (B, C, h, w); target (E, H, W)
+            out = net(x, t, text)[0]  # (B + E, C, h, w)
+            loss = weight * ops.square(out[:size] - velocity).mean()
+            clean = signal * x[size:, channels:] - sigma * out[size:]  # (E, C, h, w) the first step's estimate
+            depth = vae.decode(clean / scaling)[0].mean(axis=1)  # (E, H, W)
+            return loss + aligned_depth_loss(depth, target, alpha_grad, scales).mean()
+
+        self.step_fn = compiled_step(ms, forward, self.optimizer, workers, stage.optim.grad_clip)
+        self._engine = None
+
+    def batch(self, step: int) -> tuple[np.ndarray, ...]:
+        """The stage-2 batch with ``decoded_batch`` first-step samples appended, and their depth targets."""
+        stage = self.config.finetune
+        rng = np.random.default_rng([self.config.seed, 3, step, self.workers.rank])
+        x, t, text, velocity = self.velocity_batch(rng, stage.optim.batch_size)
+        count, extra = len(self.rgb_latents), stage.decoded_batch
+        indices = rng.choice(count, extra, replace=count < extra)
+        first = np.full(extra, self.first_timestep)  # (E,)
+        noise = rng.standard_normal(self.depth_latents[indices].shape).astype(np.float32)  # (E, C, h, w)
+        noisy, _ = noisy_and_velocity(self.depth_latents[indices], noise, self.sampler.alphas_cumprod, first)
+        x = np.concatenate([x, np.concatenate([self.rgb_latents[indices], noisy], axis=1)])  # (B + E, 2C, h, w)
+        t = np.concatenate([t, first]).astype(np.int64)  # (B + E,)
+        text = np.repeat(self.context, len(t), axis=0)  # (B + E, tokens, hidden)
+        return x, t, text, velocity, self.depth_targets[indices].astype(np.float32)
+
+    def train_step(self) -> float:
+        loss = self.step_fn(*(self.ms.Tensor(a) for a in self.batch(self.step)))
+        self.step += 1
+        return float(loss.asnumpy())
+
+
 class MarigoldTraining:
-    """Both stages and the export, as ``rosrun depth_ms train`` runs them for ``family: marigold``."""
+    """Every stage and the export, as ``rosrun depth_ms train`` runs them for ``family: marigold``."""
 
     def __init__(self, config: MarigoldTrainConfig, train: SampleSet, val: SampleSet,
                  workers: Optional[Workers] = None, progress: bool = True, say: Callable[[str], None] = print) -> None:
@@ -256,7 +324,8 @@ class MarigoldTraining:
         return resume and ckpt.latest_checkpoint(trainer.output) is not None
 
     def run(self, resume: bool = False, replica_log: Optional[Path] = None) -> dict:
-        """Train the VAE, then the UNet (each resumed from its own last checkpoint), then export ``model/``."""
+        """Train the VAE, the UNet and the fine-tuning stage if any (each resumed from its own last checkpoint),
+        then export ``model/``."""
         cfg, rank = self.config, self.workers.rank
         if resume and ckpt.latest_checkpoint(self.output / "vae") is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.output / 'vae' / 'checkpoints'}")
@@ -275,10 +344,14 @@ class MarigoldTraining:
         unet = UnetTrainer(cfg, vae.net, context, self.train, self.val, self.workers, self.progress, self.say)
         metrics = unet.run(resume=self._stage_resume(unet, resume), replica_log=log_for("unet"))
         self.step = unet.step
+        if cfg.finetune is not None:
+            unet = FinetuneTrainer(cfg, unet, self.workers, self.progress, self.say)
+            metrics = unet.run(resume=self._stage_resume(unet, resume), replica_log=log_for("finetune"))
+            self.step = unet.step
         if rank == 0:
             unet.export(self.output / "model", text)
             self.say(f"marigold: diffusers folder {self.output / 'model'}")
         return metrics
 
 
-__all__ = ["MarigoldTraining", "UnetTrainer", "VaeTrainer"]
+__all__ = ["FinetuneTrainer", "MarigoldTraining", "UnetTrainer", "VaeTrainer"]
