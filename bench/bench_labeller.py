@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Labeller throughput and memory at 640x480 (or any size); prints tables.
+"""Labeller throughput and memory at 640x480 (or any size); prints one Markdown table.
 
-1. Scoring alone (no bag, no model, no files): FrameScorer.score, and the labeller loop around it
-   (summary + per_frame.csv), for each alignment; with glibc's default allocator settings and with the
-   settings label_bag uses (depth_ms.evaluation.allocator). Each row runs in its own process.
-2. label_bag end to end on a simulator bag (read + decode + pair + oracle + score + outputs).
-3. Peak memory (VmHWM) labelling the same bag 1, 2 and 4 times in a row: flat in the number of frames.
+- ``scoring:`` rows, scoring alone (no bag, no model, no files; the frames held in memory): frames/s of
+  FrameScorer.score frame by frame (TAE waited for) / of the labeller loop around it (TAE overlapping the
+  next frame, summary, per_frame.csv; scope sequence includes its fitting pass), for each alignment; with
+  the allocator settings label_bag uses (depth_ms.evaluation.allocator) and once with glibc's defaults.
+- ``label_bag:`` rows, end to end on a simulator bag (read + decode + pair + oracle x1.1 + score + outputs):
+  frames/s of the streaming loop, the time to write the report and plots at the end, and the peak memory
+  (VmHWM) labelling the same bag 1, 2 and 4 times in a row (flat in the number of frames).
+
+Every row runs in its own process.
 
     source scripts/env.sh && python bench/bench_labeller.py [--frames 40] [--width 640 --height 480]
 """
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tables import machine_line, markdown_table
 
 SCORING_CASES = [  # (label, prediction kind, config overrides)
     ("metric, alignment none", "metric", {}),
@@ -152,25 +156,16 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     common = ["--frames", str(args.frames), "--width", str(args.width), "--height", str(args.height),
               "--cache", str(cache)]
-    print(f"depth_ms labeller benchmark: {args.width}x{args.height}, {args.frames} simulator frames, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     _frames(args.width, args.height, args.frames, cache)  # render once
-
-    print("\n1. Scoring alone (valid mask, alignment, clip, 10 metrics x 3 distance bins, histograms, "
-          "TAE, flicker; no model, no I/O; the frames are held in memory for this table only)")
-    print(f"{'case':36} | {'allocator':9} | {'median ms':>9} | {'p90 ms':>7} | {'scorer fps':>10} | "
-          f"{'loop fps':>8} | {'peak MiB':>8}")
-    print("-" * 106)
+    rows = []
     for case in range(len(SCORING_CASES)):
         for tuned in (1, 0) if case == 0 else (1,):
             row = _run_child("--child", "scoring", "--case", str(case), "--tuned", str(tuned),
                              "--repeat", str(args.repeat), *common)
-            print(f"{row['label']:36} | {'label_bag' if tuned else 'default':9} | {row['median_ms']:9.2f} | "
-                  f"{row['p90_ms']:7.2f} | {row['score_fps']:10.1f} | {row['loop_fps']:8.1f} | "
-                  f"{row['rss_mib']:8.0f}")
-    print("scorer fps: FrameScorer.score called frame by frame (TAE waited for); loop fps: the labeller's loop "
-          "(scorer with TAE overlapping the next frame, summary, per_frame.csv; scope sequence includes its fitting "
-          "pass), reports excluded. peak MiB includes the frames held in memory for this table.")
+            allocator = "" if tuned else " (glibc's default allocator settings)"
+            rows.append([f"scoring: {row['label']}{allocator}", args.frames * args.repeat,
+                         f"{row['score_fps']:.0f} / {row['loop_fps']:.0f}", f"{row['median_ms']:.1f}",
+                         f"{row['rss_mib']:.0f}"])
 
     bag = cache / f"flight_{args.width}x{args.height}_{args.frames}.bag"
     if not bag.exists():
@@ -178,24 +173,18 @@ def main() -> None:
         from depth_ms.sim import DroneSimulator, load_sim_config
         write_sim_bag(DroneSimulator(load_sim_config({"width": args.width, "height": args.height})), bag,
                       args.frames)
-    print(f"\n2. label_bag end to end (bag {bag.stat().st_size / 2**20:.0f} MiB: read, decode, pair, oracle "
-          f"x1.1, score, per_frame.csv; report and plots at the end)")
-    print(f"{'outputs':34} | {'frames':>6} | {'wall s':>6} | {'frames/s':>8} | {'report s':>8} | {'AbsRel':>6}")
-    print("(frames/s: the streaming loop; report s: writing summary, report.md/.html and plots at the end)")
-    print("-" * 84)
-    for name, labels, output_bag in (("csv + reports", 0, 0), ("+ labels (PNG16 + npy)", 1, 0),
-                                     ("+ labels + output bag", 1, 1)):
+    runs = [("csv + reports", 0, 0, 1), ("+ labels (PNG16 + npy)", 1, 0, 1), ("+ labels + output bag", 1, 1, 1),
+            ("csv + reports, the bag twice", 0, 0, 2), ("csv + reports, the bag 4 times", 0, 0, 4)]
+    for name, labels, output_bag, times in runs:
         row = _run_child("--child", "bag", "--bag", str(bag), "--labels", str(labels), "--output-bag",
-                         str(output_bag), *common)
-        print(f"{name:34} | {row['frames']:6d} | {row['wall_s']:6.1f} | {row['loop_fps']:8.1f} | "
-              f"{row['report_s']:8.1f} | {row['abs_rel']:6.4f}")
+                         str(output_bag), "--times", str(times), *common)
+        rows.append([f"label_bag: {name}", row["frames"], f"{row['loop_fps']:.0f}",
+                     f"{row['report_s']:.1f} s report", f"{row['peak_mib']:.0f}"])
 
-    print("\n3. Memory: the same bag labelled 1, 2 and 4 times in one run (csv + reports)")
-    print(f"{'frames':>6} | {'peak RSS MiB':>12} | {'final RSS MiB':>13}")
-    print("-" * 38)
-    for times in (1, 2, 4):
-        row = _run_child("--child", "bag", "--bag", str(bag), "--times", str(times), *common)
-        print(f"{row['frames']:6d} | {row['peak_mib']:12.0f} | {row['rss_mib']:13.0f}")
+    print(f"{args.width}x{args.height}, {args.frames} simulator frames ({bag.stat().st_size / 2**20:.0f} MiB bag), "
+          f"{machine_line()}:")
+    print()
+    print("\n".join(markdown_table(["run", "frames", "frames/s", "median ms/frame", "peak RSS MiB"], rows)))
 
 
 if __name__ == "__main__":

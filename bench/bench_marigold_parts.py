@@ -28,6 +28,7 @@ import sys
 import time
 
 import numpy as np
+from tables import machine_line
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -212,6 +213,7 @@ def main() -> None:
 
     ensure_weights(args.folder, args.taesd)
     rows = []
+    print(f"{machine_line()}:\n")
     print("| part | input | backend | median ms | min ms | first call s | peak RSS GB | vs torch | max abs diff |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     import tempfile

@@ -18,6 +18,7 @@ import sys
 import time
 
 import numpy as np
+from tables import machine_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> (input shapes, description)
@@ -137,6 +138,8 @@ def main() -> None:
                            str(args.repeats)], capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     theirs = json.loads(lines[-1]) if lines else {}
+    print(f"median of {args.repeats} calls, {machine_line()}:")
+    print()
     print("| layer | MindSpore kernels ms | native kernels ms | PyTorch ms | max abs difference |")
     print("|---|---:|---:|---:|---:|")
     for name, (_, description) in CASES.items():

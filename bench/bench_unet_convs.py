@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+from tables import machine_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (UNet level, C_in, C_out, convolutions per pass): resnet convolutions, upsamplers (at the finer level), conv_in
@@ -54,6 +55,7 @@ def main() -> None:
         return float(np.median(times)) * 1e3
 
     rng = np.random.default_rng(0)
+    print(f"median of {args.repeats} calls, {machine_line()}:\n")
     print("| input | level | map | C_in -> C_out | per pass | ours ms | oneDNN ms | max abs diff |")
     print("|---|---:|---|---|---:|---:|---:|---:|")
     for size in args.sizes:

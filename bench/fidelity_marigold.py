@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import numpy as np
+from tables import machine_line
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -114,7 +115,8 @@ def main() -> None:
                 rows.append((size, mode, steps, diff.max(), diff.mean(), float(np.ptp(ref)), t_ref["seconds"],
                              t_ours["seconds"], t_ours["first"]))
                 print(f"[fidelity] {size} {mode} {steps} steps: max |diff| {diff.max():.2e}", flush=True)
-    print("\n| input | MindSpore mode | steps | max abs diff | mean abs diff | depth range (ref) | "
+    print(f"\n{machine_line()}:\n")
+    print("| input | MindSpore mode | steps | max abs diff | mean abs diff | depth range (ref) | "
           "PyTorch s | ours s | ours first call s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

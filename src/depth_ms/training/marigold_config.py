@@ -53,12 +53,15 @@ class UnetStage:
 
 @dataclass
 class FinetuneStage:
-    """The UNet fine-tuned end to end through the frozen VAE decoder (Garcia Martin et al., WACV 2025): the
-    clean-latent estimate of the first sampler step (t = 999, pure noise in) is decoded and scored against the
-    depth with MiDaS' scale-and-shift-invariant loss; the v-prediction loss of the UNet stage runs beside it
-    on ``optim.batch_size`` samples, so the later sampler steps keep working."""
+    """The UNet fine-tuned end to end through the frozen VAE decoder (after Garcia Martin et al., WACV 2025):
+    the clean-latent estimate of a sampler step is decoded and scored against the depth with MiDaS'
+    scale-and-shift-invariant loss; the v-prediction loss of the UNet stage runs beside it on
+    ``optim.batch_size`` samples."""
 
     decoded_batch: int = 4  # samples per step through the decoder
+    trajectory: bool = True  # decoded samples at every step of the unet.val_steps-step sampler, from the latent
+    # the sampler reaches from noise with the UNet itself (no gradient through the earlier steps); false: the
+    # first step only (t = 999, pure noise in)
     gradient_weight: float = 0.5  # multi-scale gradient matching of the decoded loss (MiDaS' alpha)
     velocity_weight: float = 1.0  # weight of the v-prediction loss beside it
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -11,8 +11,9 @@
    empty-prompt embedding to the 8-channel UNet, and regresses the v-prediction target (MSE).
    Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the held-out flights.
 3. **Fine-tuning** (``finetune/``, when configured): the UNet end to end through the frozen decoder
-   (Garcia Martin et al., WACV 2025): the first sampler step's clean-latent estimate is decoded and scored
-   with a scale-and-shift-invariant loss in depth, the v-prediction loss beside it.
+   (after Garcia Martin et al., WACV 2025): the clean-latent estimate of a step of the engine's cold sampler,
+   from the latent that sampler reaches, is decoded and scored with a scale-and-shift-invariant loss in
+   depth, the v-prediction loss beside it.
 4. **Export** (``model/``): the diffusers folder (:mod:`.marigold_folder`) the estimator loads.
 
 Every stage uses the shared loop (:mod:`.loop`): one compiled step, AllReduce under ``msrun``, clipping,
@@ -270,37 +271,57 @@ class FinetuneTrainer(UnetTrainer):
         self.net, self.arch_metadata, self.metadata = unet.net, unet.arch_metadata, unet.metadata
         self.lrs = learning_rates(stage.optim)
         self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
-        self.first_timestep = int(self.sampler.timesteps(config.unet.val_steps)[0])
-        alpha = float(self.sampler.alphas_cumprod[self.first_timestep])
-        signal, sigma = float(np.sqrt(alpha)), float(np.sqrt(1.0 - alpha))
+        self.timesteps = self.sampler.timesteps(config.unet.val_steps)  # (steps,) the cold sampler's timesteps
         net, vae, scaling, channels = self.net, self.vae, self.scaling, int(self.vae.config.latent_channels)
         size, weight = stage.optim.batch_size, stage.velocity_weight
         alpha_grad, scales = stage.gradient_weight, 4
 
-        def forward(x, t, text, velocity, target):  # x (B + E, 2C, h, w); velocity (B, C, h, w); target (E, H, W)
+        def forward(x, t, text, velocity, target, x0_x, x0_out):
+            # x (B + E, 2C, h, w); velocity (B, C, h, w); target (E, H, W); x0_x, x0_out (E, 1, 1, 1)
             out = net(x, t, text)[0]  # (B + E, C, h, w)
             loss = weight * ops.square(out[:size] - velocity).mean()
-            clean = signal * x[size:, channels:] - sigma * out[size:]  # (E, C, h, w) the first step's estimate
+            clean = x0_x * x[size:, channels:] + x0_out * out[size:]  # (E, C, h, w) the step's clean estimate
             depth = vae.decode(clean / scaling)[0].mean(axis=1)  # (E, H, W)
             return loss + aligned_depth_loss(depth, target, alpha_grad, scales).mean()
 
+        def predict(x, t, text):
+            return net(x, t, text)[0]
+
         self.step_fn = compiled_step(ms, forward, self.optimizer, workers, stage.optim.grad_clip)
+        self.predict = ms.jit(predict)
         self._engine = None
 
+    def sampler_latents(self, rgb: np.ndarray, noise: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """(E, C, h, w): the latent the cold sampler holds before its step ``index`` (E,), run from ``noise``
+        with the UNet as it is now."""
+        ms, text = self.ms, self.ms.Tensor(np.repeat(self.context, len(rgb), axis=0))  # (E, tokens, hidden)
+        latent, reached = noise, noise.copy()  # (E, C, h, w)
+        for step in range(int(index.max())):
+            t = ms.Tensor(np.full(len(rgb), self.timesteps[step], np.int64))  # (E,)
+            out = self.predict(ms.Tensor(np.concatenate([rgb, latent], axis=1)), t, text).asnumpy()  # (E, C, h, w)
+            latent = self.sampler.step(out, self.timesteps, step, latent)
+            reached[index == step + 1] = latent[index == step + 1]
+        return reached
+
     def batch(self, step: int) -> tuple[np.ndarray, ...]:
-        """The stage-2 batch with ``decoded_batch`` first-step samples appended, and their depth targets."""
+        """The stage-2 batch with ``decoded_batch`` sampler samples appended, their depth targets and
+        clean-estimate coefficients."""
         stage = self.config.finetune
         rng = np.random.default_rng([self.config.seed, 3, step, self.workers.rank])
         x, t, text, velocity = self.velocity_batch(rng, stage.optim.batch_size)
         count, extra = len(self.rgb_latents), stage.decoded_batch
         indices = rng.choice(count, extra, replace=count < extra)
-        first = np.full(extra, self.first_timestep)  # (E,)
-        noise = rng.standard_normal(self.depth_latents[indices].shape).astype(np.float32)  # (E, C, h, w)
-        noisy, _ = noisy_and_velocity(self.depth_latents[indices], noise, self.sampler.alphas_cumprod, first)
-        x = np.concatenate([x, np.concatenate([self.rgb_latents[indices], noisy], axis=1)])  # (B + E, 2C, h, w)
-        t = np.concatenate([t, first]).astype(np.int64)  # (B + E,)
+        index = rng.integers(0, len(self.timesteps), extra) if stage.trajectory else np.zeros(extra, np.int64)  # (E,)
+        rgb = self.rgb_latents[indices]  # (E, C, h, w)
+        noise = rng.standard_normal(rgb.shape).astype(np.float32)  # (E, C, h, w)
+        latent = self.sampler_latents(rgb, noise, index)  # (E, C, h, w)
+        steps = [self.sampler.coefficients(self.timesteps, int(i)) for i in index]
+        x0_x = np.array([c.x0_x for c in steps], np.float32).reshape(-1, 1, 1, 1)  # (E, 1, 1, 1)
+        x0_out = np.array([c.x0_out for c in steps], np.float32).reshape(-1, 1, 1, 1)  # (E, 1, 1, 1)
+        x = np.concatenate([x, np.concatenate([rgb, latent], axis=1)])  # (B + E, 2C, h, w)
+        t = np.concatenate([t, self.timesteps[index]]).astype(np.int64)  # (B + E,)
         text = np.repeat(self.context, len(t), axis=0)  # (B + E, tokens, hidden)
-        return x, t, text, velocity, self.depth_targets[indices].astype(np.float32)
+        return x, t, text, velocity, self.depth_targets[indices].astype(np.float32), x0_x, x0_out
 
     def train_step(self) -> float:
         loss = self.step_fn(*(self.ms.Tensor(a) for a in self.batch(self.step)))
