@@ -362,15 +362,14 @@ class MarigoldTraining:
         metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"))
         if metrics.get("frames"):
             self.say(f"vae: held-out depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}")
-        unet = UnetTrainer(cfg, vae.net, context, self.train, self.val, self.workers, self.progress, self.say)
-        metrics = unet.run(resume=self._stage_resume(unet, resume), replica_log=log_for("unet"))
-        self.step = unet.step
+        last = UnetTrainer(cfg, vae.net, context, self.train, self.val, self.workers, self.progress, self.say)
+        metrics = last.run(resume=self._stage_resume(last, resume), replica_log=log_for("unet"))
         if cfg.finetune is not None:
-            unet = FinetuneTrainer(cfg, unet, self.workers, self.progress, self.say)
-            metrics = unet.run(resume=self._stage_resume(unet, resume), replica_log=log_for("finetune"))
-            self.step = unet.step
+            last = FinetuneTrainer(cfg, last, self.workers, self.progress, self.say)
+            metrics = last.run(resume=self._stage_resume(last, resume), replica_log=log_for("finetune"))
+        self.step = last.step
         if rank == 0:
-            unet.export(self.output / "model", text)
+            last.export(self.output / "model", text)
             self.say(f"marigold: diffusers folder {self.output / 'model'}")
         return metrics
 
