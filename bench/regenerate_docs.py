@@ -32,7 +32,8 @@ def pages(root: Path) -> list[Path]:
 
 
 def last_table(output: str) -> tuple[str, list[str]]:
-    """The line above the last Markdown table of ``output`` (the bench's machine line) and the table's lines."""
+    """The last non-empty line above the last Markdown table of ``output`` (the bench's machine line) and the
+    table's lines."""
     lines = output.splitlines()
     end = max((i for i, line in enumerate(lines) if line.startswith("|")), default=None)
     if end is None:
@@ -40,7 +41,8 @@ def last_table(output: str) -> tuple[str, list[str]]:
     start = end
     while start > 0 and lines[start - 1].startswith("|"):
         start -= 1
-    return (lines[start - 1].strip() if start > 0 else ""), lines[start:end + 1]
+    above = [line.strip() for line in lines[:start] if line.strip()]
+    return (above[-1].rstrip(":") if above else ""), lines[start:end + 1]
 
 
 def block_text(command: str, machine: str, table: list[str], seconds: float) -> str:
