@@ -164,7 +164,7 @@ def main() -> None:
                              "--repeat", str(args.repeat), *common)
             allocator = "" if tuned else " (glibc's default allocator settings)"
             rows.append([f"scoring: {row['label']}{allocator}", args.frames * args.repeat,
-                         f"{row['score_fps']:.0f} / {row['loop_fps']:.0f}", f"{row['median_ms']:.1f}",
+                         f"{row['score_fps']:.0f} / {row['loop_fps']:.0f}", f"{row['median_ms']:.1f}", "",
                          f"{row['rss_mib']:.0f}"])
 
     bag = cache / f"flight_{args.width}x{args.height}_{args.frames}.bag"
@@ -178,13 +178,13 @@ def main() -> None:
     for name, labels, output_bag, times in runs:
         row = _run_child("--child", "bag", "--bag", str(bag), "--labels", str(labels), "--output-bag",
                          str(output_bag), "--times", str(times), *common)
-        rows.append([f"label_bag: {name}", row["frames"], f"{row['loop_fps']:.0f}",
-                     f"{row['report_s']:.1f} s report", f"{row['peak_mib']:.0f}"])
+        rows.append([f"label_bag: {name}", row["frames"], f"{row['loop_fps']:.0f}", "", f"{row['report_s']:.1f}",
+                     f"{row['peak_mib']:.0f}"])
 
     print(f"{args.width}x{args.height}, {args.frames} simulator frames ({bag.stat().st_size / 2**20:.0f} MiB bag), "
           f"{machine_line()}:")
     print()
-    print("\n".join(markdown_table(["run", "frames", "frames/s", "median ms/frame", "peak RSS MiB"], rows)))
+    print("\n".join(markdown_table(["run", "frames", "frames/s", "median ms/frame", "report s", "peak RSS MiB"], rows)))
 
 
 if __name__ == "__main__":
