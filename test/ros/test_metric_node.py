@@ -59,7 +59,8 @@ def test_metric_topics_carry_metres_that_match_the_ground_truth(metric_run):
     source, rec = metric_run
     bridge = CvBridge()
     infos = rec.get(OUT + "info")[2:]
-    assert all(i.metric and i.scale_source == source and i.depth_kind == DepthInfo.AFFINE_DISPARITY for i in infos)
+    assert all(i.metric and i.scale_source == source and i.depth_kind == DepthInfo.AFFINE_DISPARITY for i in infos), \
+        [(i.header.stamp.to_sec(), i.metric, i.scale_source, i.scale_state, i.scale_note) for i in infos]
     assert all(i.scale_state == "fitted" and i.inlier_fraction > 0.5 for i in infos), \
         [(i.scale_state, i.scale_note, i.inlier_fraction) for i in infos]
     # the fit inverts the distortion: 1/metres = value / 3 - 0.1 / 3

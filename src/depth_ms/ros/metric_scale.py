@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import message_filters
 import numpy as np
 import rospy
 from sensor_msgs.msg import Range
@@ -14,6 +15,9 @@ from depth_ms.metric.scaler import RangeReading
 from . import conversions
 
 
+RANGE_HISTORY = 200  # rangefinder messages kept (PX4's lidar publishes at up to 50 Hz: 4 s)
+
+
 class NodeMetricScale:
     """Feeds :class:`MetricScaler` with what a ROS graph knows about each frame and says what it decided."""
 
@@ -23,12 +27,10 @@ class NodeMetricScale:
         self.scaler = MetricScaler(config, kind)
         self.pose_frame, self.pose_timeout, self.note_period = pose_frame, pose_timeout, note_period
         self.tf_buffer = None  # set by the node when it listens to TF
-        self._range: Optional[Range] = None
-        if config.reads_rangefinder:
-            rospy.Subscriber(config.rangefinder.topic, Range, self._on_range, queue_size=5)
-
-    def _on_range(self, msg: Range) -> None:
-        self._range = msg
+        self._ranges: Optional[message_filters.Cache] = None
+        if config.reads_rangefinder:  # a history, so a frame that waited for the model still finds its own reading
+            self._ranges = message_filters.Cache(message_filters.Subscriber(config.rangefinder.topic, Range),
+                                                 cache_size=RANGE_HISTORY)
 
     def reset(self) -> None:
         self.scaler.reset()
@@ -53,9 +55,13 @@ class NodeMetricScale:
         return estimate
 
     def _range_reading(self, stamp: rospy.Time) -> Optional[RangeReading]:
-        """The latest rangefinder reading if fresh and within its range, with the sensor's pose."""
-        msg = self._range
-        if msg is None or abs((msg.header.stamp - stamp).to_sec()) > self.config.rangefinder.max_age:
+        """The rangefinder reading nearest the image stamp if within ``max_age`` of it and within its range,
+        with the sensor's pose."""
+        nearest = [m for m in (self._ranges.getElemBeforeTime(stamp), self._ranges.getElemAfterTime(stamp)) if m]
+        if not nearest:
+            return None
+        msg = min(nearest, key=lambda m: abs((m.header.stamp - stamp).to_sec()))
+        if abs((msg.header.stamp - stamp).to_sec()) > self.config.rangefinder.max_age:
             return None
         if not msg.min_range <= msg.range <= msg.max_range or self.tf_buffer is None:
             return None
