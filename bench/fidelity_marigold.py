@@ -45,7 +45,8 @@ def sim_frame(width: int, height: int) -> np.ndarray:
 def run_ours(folder: str, work: str, steps: int, mode: str) -> None:
     from depth_ms.models import registry
 
-    est = registry.create("marigold", {"checkpoint": folder, "steps": steps}, device="cpu", mode=mode)
+    options = {"checkpoint": folder, "steps": steps, "processing_resolution": 0}  # the input size, as the reference
+    est = registry.create("marigold", options, device="cpu", mode=mode)
     rgb = np.load(os.path.join(work, "rgb.npy"))
     first = time.perf_counter()
     result = est.engine.run(rgb)
