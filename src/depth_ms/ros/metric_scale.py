@@ -29,8 +29,8 @@ class NodeMetricScale:
         self.tf_buffer = None  # set by the node when it listens to TF
         self._ranges: Optional[message_filters.Cache] = None
         if config.reads_rangefinder:  # a history, so a frame that waited for the model still finds its own reading
-            self._ranges = message_filters.Cache(message_filters.Subscriber(config.rangefinder.topic, Range),
-                                                 cache_size=RANGE_HISTORY)
+            self._ranges = message_filters.Cache(message_filters.Subscriber(config.rangefinder.topic, Range,
+                                                                            queue_size=5), cache_size=RANGE_HISTORY)
 
     def reset(self) -> None:
         self.scaler.reset()
@@ -57,11 +57,15 @@ class NodeMetricScale:
     def _range_reading(self, stamp: rospy.Time) -> Optional[RangeReading]:
         """The rangefinder reading nearest the image stamp if within ``max_age`` of it and within its range,
         with the sensor's pose."""
-        nearest = [m for m in (self._ranges.getElemBeforeTime(stamp), self._ranges.getElemAfterTime(stamp)) if m]
+        def gap(m: Range) -> float:
+            return abs((m.header.stamp - stamp).to_sec())
+
+        around = [self._ranges.getElemBeforeTime(stamp), self._ranges.getElemAfterTime(stamp)]
+        nearest = [m for m in around if m is not None]
         if not nearest:
             return None
-        msg = min(nearest, key=lambda m: abs((m.header.stamp - stamp).to_sec()))
-        if abs((msg.header.stamp - stamp).to_sec()) > self.config.rangefinder.max_age:
+        msg = min(nearest, key=gap)
+        if gap(msg) > self.config.rangefinder.max_age:
             return None
         if not msg.min_range <= msg.range <= msg.max_range or self.tf_buffer is None:
             return None

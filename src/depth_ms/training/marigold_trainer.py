@@ -163,8 +163,8 @@ class UnetTrainer(StepTrainer):
 
     def encode_training_frames(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, float]:
         """(RGB latents (N, C, h, w), depth latents (N, C, h, w), scaling factor): every frame in
-        ``variants`` augmented copies, scaled to unit variance. Keeps the normalised depth of each copy in
-        ``depth_targets`` (N, H, W) float16 for the fine-tuning stage."""
+        ``variants`` augmented copies, scaled to unit variance. With a fine-tuning stage configured, keeps the
+        normalised depth of each copy in ``depth_targets`` (N, H, W) float16 for it (else None)."""
         from tqdm import tqdm
 
         ms, cfg = self.ms, self.config
@@ -185,9 +185,10 @@ class UnetTrainer(StepTrainer):
             rgb_out.append(encode(ms.Tensor(images)).asnumpy())  # (b, C, h, w)
             normalised = normalised_depth(depth, mask)  # (b, 3, H, W)
             depth_out.append(encode(ms.Tensor(normalised)).asnumpy())  # (b, C, h, w)
-            targets.append(normalised[:, 0].astype(np.float16))  # (b, H, W)
+            if cfg.finetune is not None:
+                targets.append(normalised[:, 0].astype(np.float16))  # (b, H, W)
         rgb, depth = np.concatenate(rgb_out), np.concatenate(depth_out)  # (N, C, h, w)
-        self.depth_targets = np.concatenate(targets)  # (N, H, W)
+        self.depth_targets = np.concatenate(targets) if targets else None  # (N, H, W)
         scaling = float(1.0 / np.concatenate([rgb.ravel(), depth.ravel()]).std())
         return rgb * scaling, depth * scaling, scaling
 
