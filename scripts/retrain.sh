@@ -34,7 +34,7 @@ rosrun depth_ms sim_flights config/training/flights.yaml -o data/flights
 echo "[retrain] rosrun depth_ms train $config ${extra[*]:-}"
 rosrun depth_ms train "$config" "${extra[@]}"
 if [ "$family" = marigold ]; then  # a diffusers folder; logs and plots per stage
-  final="$run/model" logs="$run/{vae,unet}/{log.csv,plot.png}"
+  final="$run/model" logs="$run/{vae,unet,finetune}/{log.csv,plot.png}"
 else
   final="$(ls -d "$run"/checkpoints/step_* | sort | tail -1)/model.safetensors" logs="$run/{log.csv,plot.png}"
 fi
