@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Retrain a shipped model from scratch on this machine: render the simulator flights, train, report.
 # Usage: scripts/retrain.sh fast_depth|marigold [--install] [--fresh]
-#   --fresh    delete data/flights and the run folder first (the flights are deterministic, so an existing
-#              complete set is identical and is reused otherwise)
+#   --fresh    delete data/flights first (the flights are deterministic, so an existing complete set is
+#              identical and is reused otherwise); the run folder is always deleted: training starts from scratch
 #   --install  copy the trained model over the shipped one (src/depth_ms/models/shipped/)
 # Extra train options go after --, e.g.  scripts/retrain.sh fast_depth -- --set optim.steps=100
 set -euo pipefail
@@ -27,12 +27,21 @@ esac
 set +u; source "$ROOT/scripts/env.sh"; set -u
 cd "$ROOT"
 run="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["output"])' "$config")"
-if ((fresh)); then rm -rf data/flights "$run"; fi
+rm -rf "$run"
+if ((fresh)); then rm -rf data/flights; fi
 start=$(date +%s)
 echo "[retrain] rosrun depth_ms sim_flights config/training/flights.yaml -o data/flights"
 rosrun depth_ms sim_flights config/training/flights.yaml -o data/flights
-echo "[retrain] rosrun depth_ms train $config ${extra[*]:-}"
-rosrun depth_ms train "$config" "${extra[@]}"
+if [ "$family" = marigold ]; then
+  # The VAE stage in a process of its own: its step is recompiled every 32 steps, and MindSpore keeps every
+  # compiled graph's memory (about 0.5 GB each, some 17 GB over the stage) until the process ends.
+  echo "[retrain] rosrun depth_ms train $config --until vae ${extra[*]:-}; then the same with --resume"
+  rosrun depth_ms train "$config" --until vae "${extra[@]}"
+  rosrun depth_ms train "$config" --resume "${extra[@]}"
+else
+  echo "[retrain] rosrun depth_ms train $config ${extra[*]:-}"
+  rosrun depth_ms train "$config" "${extra[@]}"
+fi
 if [ "$family" = marigold ]; then  # a diffusers folder; logs and plots per stage
   final="$run/model" logs="$run/{vae,unet,finetune}/{log.csv,plot.png}"
 else

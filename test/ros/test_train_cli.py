@@ -216,6 +216,21 @@ def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
     assert float(difference.mean()) <= 1e-3 and float(difference.max()) <= 2e-2
 
 
+def test_marigold_in_two_processes_trains_the_same_model(marigold_run, tmp_path):
+    """--until vae, then --resume (how scripts/retrain.sh frees the VAE stage's memory): the same weights."""
+    folder, config, _, _ = marigold_run
+    split = tmp_path / "split.yaml"
+    split.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "output": str(tmp_path / "run")}))
+    first = _train_subprocess(split, "--until", "vae")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "run" / "vae" / "checkpoints" / "step_000004").is_dir()
+    assert not (tmp_path / "run" / "unet").exists() and not (tmp_path / "run" / "model").exists()
+    second = _train_subprocess(split, "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    for part in ("vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"):
+        assert (tmp_path / "run" / "model" / part).read_bytes() == (folder / "run" / "model" / part).read_bytes()
+
+
 def test_marigold_resume_continues_each_stage(marigold_run, tmp_path):
     folder, config, _, _ = marigold_run
     longer = tmp_path / "longer.yaml"

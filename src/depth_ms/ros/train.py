@@ -2,6 +2,7 @@
 
     rosrun depth_ms train config/training/fast_depth.yaml [--resume] [--set optim.steps=100]
     rosrun depth_ms train config/training/marigold.yaml     (VAE stage, UNet stage, diffusers folder)
+    rosrun depth_ms train config/training/marigold.yaml --until vae; ... --resume   (a process per part)
     python -m depth_ms.ros.train CONFIG.yaml
     msrun --worker_num=2 --local_worker_num=2 --join=True python -m depth_ms.ros.train CONFIG.yaml  (data parallel)
 
@@ -71,11 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "ascend"),
                         help="MindSpore device (under msrun each worker takes the device of its local rank)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--until", choices=("vae", "unet"),
+                        help="marigold family: stop after this stage (a later run continues with --resume)")
     args = parser.parse_args(rospy.myargv(argv if argv is not None else sys.argv)[1:])
     try:
         config = load_train_config(merge_dicts(load_yaml(args.config), parse_overrides(args.set)))
     except ConfigError as exc:
         print(f"train: {exc}", file=sys.stderr)
+        return 2
+    if args.until and config.family != "marigold":
+        print(f"train: --until: the {config.family} family trains in one stage", file=sys.stderr)
         return 2
     from depth_ms.models import mindspore_device
 
@@ -106,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: arch: {exc}", file=sys.stderr)
         return 2
     try:
-        metrics = trainer.run(resume=args.resume, replica_log=replica_log)
+        stage = {"until": args.until} if args.until else {}
+        metrics = trainer.run(resume=args.resume, replica_log=replica_log, **stage)
     except (CheckpointWriteError, FloatingPointError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 1

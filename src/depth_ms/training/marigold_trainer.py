@@ -330,6 +330,9 @@ class FinetuneTrainer(UnetTrainer):
         return float(loss.asnumpy())
 
 
+STAGES = ("vae", "unet", "finetune")  # in training order
+
+
 class MarigoldTraining:
     """Every stage and the export, as ``rosrun depth_ms train`` runs them for ``family: marigold``."""
 
@@ -345,9 +348,11 @@ class MarigoldTraining:
     def _stage_resume(self, trainer: StepTrainer, resume: bool) -> bool:
         return resume and ckpt.latest_checkpoint(trainer.output) is not None
 
-    def run(self, resume: bool = False, replica_log: Optional[Path] = None) -> dict:
+    def run(self, resume: bool = False, replica_log: Optional[Path] = None, until: Optional[str] = None) -> dict:
         """Train the VAE, the UNet and the fine-tuning stage if any (each resumed from its own last checkpoint),
-        then export ``model/``."""
+        then export ``model/``; with ``until`` ("vae" or "unet"), stop after that stage without exporting."""
+        if until not in (None, *STAGES[:-1]):
+            raise ValueError(f"until: expected one of {STAGES[:-1]}, got {until!r}")
         cfg, rank = self.config, self.workers.rank
         if resume and ckpt.latest_checkpoint(self.output / "vae") is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.output / 'vae' / 'checkpoints'}")
@@ -363,8 +368,14 @@ class MarigoldTraining:
         metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"))
         if metrics.get("frames"):
             self.say(f"vae: held-out depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}")
+        if until == "vae":
+            self.step = vae.step
+            return metrics
         last = UnetTrainer(cfg, vae.net, context, self.train, self.val, self.workers, self.progress, self.say)
         metrics = last.run(resume=self._stage_resume(last, resume), replica_log=log_for("unet"))
+        if until == "unet":
+            self.step = last.step
+            return metrics
         if cfg.finetune is not None:
             last = FinetuneTrainer(cfg, last, self.workers, self.progress, self.say)
             metrics = last.run(resume=self._stage_resume(last, resume), replica_log=log_for("finetune"))
@@ -375,4 +386,4 @@ class MarigoldTraining:
         return metrics
 
 
-__all__ = ["FinetuneTrainer", "MarigoldTraining", "UnetTrainer", "VaeTrainer"]
+__all__ = ["STAGES", "FinetuneTrainer", "MarigoldTraining", "UnetTrainer", "VaeTrainer"]
