@@ -34,7 +34,7 @@ echo "[retrain] rosrun depth_ms sim_flights config/training/flights.yaml -o data
 rosrun depth_ms sim_flights config/training/flights.yaml -o data/flights
 if [ "$family" = marigold ]; then
   # The VAE stage in a process of its own: its step is recompiled every 32 steps, and MindSpore keeps every
-  # compiled graph's memory (about 0.5 GB each, some 17 GB over the stage) until the process ends.
+  # compiled graph's memory (about 0.5 GB each, about 18 GB over the stage) until the process ends.
   echo "[retrain] rosrun depth_ms train $config --until vae ${extra[*]:-}; then the same with --resume"
   rosrun depth_ms train "$config" --until vae "${extra[@]}"
   rosrun depth_ms train "$config" --resume "${extra[@]}"
