@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import markdown_table  # noqa: E402
 
-STAGES = ("vae", "unet", "finetune")  # the Marigold family's stages, in training order
+STAGES = ("vae", "unet", "finetune")  # marigold_trainer.STAGES, not imported: that module loads MindSpore
 
 
 def stage_logs(run: Path) -> list[tuple[str, Path]]:
