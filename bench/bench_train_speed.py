@@ -11,7 +11,6 @@ config/training/flights.yaml -o data/flights.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import os
 import socket
@@ -25,6 +24,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import machine_line, markdown_table  # noqa: E402
+
+from depth_ms.training.progress_log import read_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,9 +62,7 @@ def train(workers: int, config: Path, folder: Path) -> None:
 
 def speeds(log: Path, skip: int) -> np.ndarray:
     """images/s of each logged window after step ``skip``."""
-    with log.open(newline="") as stream:
-        return np.array([float(r["images_per_s"]) for r in csv.DictReader(stream)
-                         if r["images_per_s"] and int(r["step"]) > skip])
+    return np.array([float(r["images_per_s"]) for r in read_log(log) if r["images_per_s"] and int(r["step"]) > skip])
 
 
 def main(argv: list[str] | None = None) -> int:

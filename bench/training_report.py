@@ -11,7 +11,6 @@ speed; the line above the table names the run, the date its logs were last writt
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -22,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import markdown_table  # noqa: E402
+
+from depth_ms.training.progress_log import read_log  # noqa: E402
 
 STAGES = ("vae", "unet", "finetune")  # marigold_trainer.STAGES, not imported: that module loads MindSpore
 
@@ -38,8 +39,7 @@ def stage_logs(run: Path) -> list[tuple[str, Path]]:
 
 def stage_rows(stage: str, log: Path) -> list[list[str]]:
     """One row per validated step of one stage: stage, step, AbsRel, delta1, the stage's images/s."""
-    with log.open(newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    rows = read_log(log)
     speeds = [float(r["images_per_s"]) for r in rows if r["images_per_s"]]
     speed = f"{np.median(speeds):.1f}" if speeds else "n/a"
     return [[stage, r["step"], f"{float(r['val_abs_rel']):.4f}", f"{float(r['val_delta1']):.4f}", speed]

@@ -10,6 +10,12 @@ import numpy as np
 COLUMNS = ("step", "lr", "loss", "images_per_s", "val_abs_rel", "val_delta1")
 
 
+def read_log(path: Path) -> list[dict]:
+    """The rows of a ``log.csv`` as dicts of strings (empty where a column was not logged at that step)."""
+    with Path(path).open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
 class ProgressLog:
     """Appends rows to ``log.csv``; on resume, rows after the resumed step are dropped first."""
 
@@ -27,8 +33,7 @@ class ProgressLog:
             csv.DictWriter(stream, COLUMNS).writerow({k: values.get(k, "") for k in COLUMNS})
 
     def read(self) -> list[dict]:
-        with self.path.open(newline="") as stream:
-            return list(csv.DictReader(stream))
+        return read_log(self.path)
 
     def plot(self, path: Path) -> None:
         """Loss (log scale) and validation AbsRel / delta1 against the step, as a PNG."""
