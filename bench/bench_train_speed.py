@@ -11,6 +11,7 @@ config/training/flights.yaml -o data/flights.
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import os
 import socket
@@ -36,9 +37,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(folder: Path, bags: list[str], steps: int) -> Path:
+def write_config(shipped: dict, folder: Path, bags: list[str], steps: int) -> Path:
     """The shipped fast-model config on ``bags`` for ``steps`` steps, validated once at the end on a few frames."""
-    config = yaml.safe_load((ROOT / "config/training/fast_depth.yaml").read_text())
+    config = copy.deepcopy(shipped)
     config["data"].update(train=bags, val=bags[:1], val_frames=8)
     config["optim"]["steps"] = steps
     config["schedule"].update(log_every=10, val_every=steps, checkpoint_every=steps)
@@ -77,15 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_train_speed: no bags match {args.bags} (render them: rosrun depth_ms sim_flights "
               "config/training/flights.yaml -o data/flights)", file=sys.stderr)
         return 2
-    batch = yaml.safe_load((ROOT / "config/training/fast_depth.yaml").read_text())["optim"]["batch_size"]
+    shipped = yaml.safe_load((ROOT / "config/training/fast_depth.yaml").read_text())
     rows = []
     for workers in args.workers:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            config = write_config(folder, bags, args.steps)
+            config = write_config(shipped, folder, bags, args.steps)
             train(workers, config, folder)
             measured = speeds(folder / "run" / "log.csv", args.skip)
-        rows.append([workers, batch * workers, f"{np.median(measured):.1f}",
+        rows.append([workers, shipped["optim"]["batch_size"] * workers, f"{np.median(measured):.1f}",
                      f"{measured.min():.1f}-{measured.max():.1f}"])
         print(f"{workers} worker(s): {rows[-1][2]} images/s", flush=True)
     print(f"{len(bags)} bags, steps {args.skip}-{args.steps}, {machine_line()}:")
