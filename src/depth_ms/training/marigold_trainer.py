@@ -104,16 +104,29 @@ class VaeTrainer(StepTrainer):
         self.step += 1
         return float(loss.asnumpy())
 
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """The processing size of a (height, width) frame, rounded down to the VAE's factor."""
+        h, w = imaging.processing_size(height, width, self.config.resolution)
+        return max(self.factor, h // self.factor * self.factor), max(self.factor, w // self.factor * self.factor)
+
     def round_trip(self, depth: np.ndarray) -> np.ndarray:
         """Metric depth (H, W) -> normalised, encoded (mean), decoded: affine depth in [0, 1] at the
         processing size (the best any UNet can do through this VAE)."""
-        h, w = imaging.processing_size(*depth.shape, self.config.resolution)
-        h, w = max(self.factor, h // self.factor * self.factor), max(self.factor, w // self.factor * self.factor)
+        h, w = self.latent_size(*depth.shape)
         small = imaging.resize(np.nan_to_num(depth, nan=0.0)[None], h, w, False)  # (1, h, w)
         valid = imaging.resize(np.isfinite(depth)[None].astype(np.float32), h, w, False) > 0.99  # (1, h, w)
         x = normalised_depth(small, valid)  # (1, 3, h, w)
         out = self.net.decode(_posterior_mean(self.net, self.ms.Tensor(x)))[0].asnumpy()  # (1, 3, h, w)
         return (np.clip(out.mean(axis=1)[0], -1.0, 1.0) + 1.0) / 2.0  # (h, w)
+
+    def rgb_psnr(self, rgb: np.ndarray) -> float:
+        """PSNR (dB) of the RGB round trip of uint8 ``rgb`` (H, W, 3) at the processing size: how much of
+        the image the UNet's RGB latent keeps."""
+        h, w = self.latent_size(*rgb.shape[:2])
+        x = imaging.resize(signed_unit(rgb.astype(np.float32) / 255.0), h, w, True)[None]  # (1, 3, h, w)
+        out = self.net.decode(_posterior_mean(self.net, self.ms.Tensor(x)))[0].asnumpy()  # (1, 3, h, w)
+        mse = float(np.mean(((np.clip(out, -1.0, 1.0) - x) / 2.0) ** 2))
+        return 10.0 * np.log10(1.0 / max(mse, 1e-12))
 
     def validate(self) -> dict:
         if not self.val_samples:
@@ -121,7 +134,10 @@ class VaeTrainer(StepTrainer):
         d = self.config.data
         self.net.set_train(False)
         try:
-            return validate(lambda s: self.round_trip(s.depth), self.val_samples, d.min_depth, d.max_depth, "depth")
+            metrics = validate(lambda s: self.round_trip(s.depth), self.val_samples, d.min_depth, d.max_depth,
+                               "depth")
+            metrics["rgb_psnr"] = float(np.mean([self.rgb_psnr(s.rgb) for s in self.val_samples]))
+            return metrics
         finally:
             self.net.set_train(True)
 
