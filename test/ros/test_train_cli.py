@@ -192,6 +192,31 @@ def test_marigold_training_runs_every_stage_and_exports_a_diffusers_folder(marig
     assert unet_config["in_channels"] == 8 and unet_config["out_channels"] == 4
 
 
+def test_vae_round_trip_reads_the_stage_checkpoint_and_the_exported_folder_alike(marigold_run, tmp_path):
+    """The VAE stage reports its RGB round trip; the bench's loader finds the same VAE in the stage's last
+    checkpoint and in the exported folder, and refuses a checkpoint that holds no VAE."""
+    from depth_ms.training.checkpoints import CheckpointError
+    from depth_ms.training.vae_round_trip import depth_round_trip, load_vae, rgb_psnr
+
+    folder, _, out, flights = marigold_run
+    reported = float(out.split("RGB round trip ")[1].split(" dB")[0])
+    assert 5.0 < reported < 60.0
+    stage, exported = (load_vae(folder / "run" / "vae" / "checkpoints" / "step_000004"),
+                       load_vae(folder / "run" / "model"))
+    rgb = _rgb_frames(flights / "heldout" / "heldout_000.bag")[0]  # (72, 96, 3)
+    assert rgb_psnr(stage, rgb, 64) == pytest.approx(rgb_psnr(exported, rgb, 64), abs=1e-4)
+    depth = np.linspace(2.0, 30.0, 72 * 96, dtype=np.float32).reshape(72, 96)  # (72, 96) metres
+    round_trip = depth_round_trip(stage, depth, 64)  # (48, 64) at processing resolution 64
+    assert round_trip.shape == (48, 64) and 0.0 <= round_trip.min() and round_trip.max() <= 1.0
+    np.testing.assert_allclose(round_trip, depth_round_trip(exported, depth, 64), atol=1e-5)
+    with pytest.raises(CheckpointError, match="not this AutoencoderKL's"):
+        load_vae(folder / "run" / "unet" / "checkpoints" / "step_000004")
+    fast = tmp_path / "fast"
+    assert train(["train", str(_config(fast, flights)), "--no-progress"]) == 0
+    with pytest.raises(CheckpointError, match="not a Marigold VAE-stage checkpoint"):
+        load_vae(fast / "run" / "checkpoints" / "step_000004")
+
+
 def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
     """The exported folder loads in the estimator and in diffusers' MarigoldDepthPipeline; same depth."""
     torch = pytest.importorskip("torch")

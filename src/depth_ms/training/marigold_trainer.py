@@ -28,8 +28,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from depth_ms.models.marigold import imaging
-
 from . import checkpoints as ckpt
 from . import marigold_folder as folder
 from .augment import make_batch, signed_unit, step_rng
@@ -38,16 +36,8 @@ from .loop import StepTrainer, Workers, adamw, compiled_step, learning_rates
 from .losses import aligned_depth_loss
 from .marigold_config import MarigoldTrainConfig
 from .samples import Sample, SampleSet
+from .vae_round_trip import VAE_METADATA, depth_round_trip, posterior_mean, rgb_psnr, vae_factor
 from .validation import spread, validate
-
-
-def _vae_factor(vae) -> int:
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-def _posterior_mean(vae, x):
-    """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f) posterior mean (unscaled)."""
-    return vae.encode(x)[0][:, :int(vae.config.latent_channels)]
 
 
 class VaeTrainer(StepTrainer):
@@ -66,9 +56,9 @@ class VaeTrainer(StepTrainer):
         self.val_samples = spread(val.samples, config.data.val_frames)
         self.net = folder.build_vae(stage.arch, config.seed)
         self.net.set_train(True)
-        self.arch_metadata = {"depth_ms.marigold_vae": json.dumps(folder.vae_config(stage.arch), sort_keys=True)}
+        self.arch_metadata = {VAE_METADATA: json.dumps(folder.vae_config(stage.arch), sort_keys=True)}
         self.metadata = self.arch_metadata
-        self.factor = _vae_factor(self.net)
+        self.factor = vae_factor(self.net)
         self.lrs = learning_rates(stage.optim)
         self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
         vae, latent_c, kl_weight = self.net, int(self.net.config.latent_channels), stage.kl_weight
@@ -104,39 +94,16 @@ class VaeTrainer(StepTrainer):
         self.step += 1
         return float(loss.asnumpy())
 
-    def latent_size(self, height: int, width: int) -> tuple[int, int]:
-        """The processing size of a (height, width) frame, rounded down to the VAE's factor."""
-        h, w = imaging.processing_size(height, width, self.config.resolution)
-        return max(self.factor, h // self.factor * self.factor), max(self.factor, w // self.factor * self.factor)
-
-    def round_trip(self, depth: np.ndarray) -> np.ndarray:
-        """Metric depth (H, W) -> normalised, encoded (mean), decoded: affine depth in [0, 1] at the
-        processing size (the best any UNet can do through this VAE)."""
-        h, w = self.latent_size(*depth.shape)
-        small = imaging.resize(np.nan_to_num(depth, nan=0.0)[None], h, w, False)  # (1, h, w)
-        valid = imaging.resize(np.isfinite(depth)[None].astype(np.float32), h, w, False) > 0.99  # (1, h, w)
-        x = normalised_depth(small, valid)  # (1, 3, h, w)
-        out = self.net.decode(_posterior_mean(self.net, self.ms.Tensor(x)))[0].asnumpy()  # (1, 3, h, w)
-        return (np.clip(out.mean(axis=1)[0], -1.0, 1.0) + 1.0) / 2.0  # (h, w)
-
-    def rgb_psnr(self, rgb: np.ndarray) -> float:
-        """PSNR (dB) of the RGB round trip of uint8 ``rgb`` (H, W, 3) at the processing size: how much of
-        the image the UNet's RGB latent keeps."""
-        h, w = self.latent_size(*rgb.shape[:2])
-        x = imaging.resize(signed_unit(rgb.astype(np.float32) / 255.0), h, w, True)[None]  # (1, 3, h, w)
-        out = self.net.decode(_posterior_mean(self.net, self.ms.Tensor(x)))[0].asnumpy()  # (1, 3, h, w)
-        mse = float(np.mean(((np.clip(out, -1.0, 1.0) - x) / 2.0) ** 2))
-        return 10.0 * np.log10(1.0 / max(mse, 1e-12))
-
     def validate(self) -> dict:
         if not self.val_samples:
             return {}
         d = self.config.data
         self.net.set_train(False)
         try:
-            metrics = validate(lambda s: self.round_trip(s.depth), self.val_samples, d.min_depth, d.max_depth,
-                               "depth")
-            metrics["rgb_psnr"] = float(np.mean([self.rgb_psnr(s.rgb) for s in self.val_samples]))
+            resolution = self.config.resolution
+            metrics = validate(lambda s: depth_round_trip(self.net, s.depth, resolution), self.val_samples,
+                               d.min_depth, d.max_depth, "depth")
+            metrics["rgb_psnr"] = float(np.mean([rgb_psnr(self.net, s.rgb, resolution) for s in self.val_samples]))
             return metrics
         finally:
             self.net.set_train(True)
@@ -165,7 +132,7 @@ class UnetTrainer(StepTrainer):
         self.net = folder.build_unet(stage.arch, config.seed)
         self.net.set_train(True)
         self.arch_metadata = {"depth_ms.marigold_unet": json.dumps(folder.unet_config(stage.arch), sort_keys=True),
-                              "depth_ms.marigold_vae": json.dumps(folder.vae_config(config.vae.arch), sort_keys=True)}
+                              VAE_METADATA: json.dumps(folder.vae_config(config.vae.arch), sort_keys=True)}
         self.metadata = {**self.arch_metadata, "depth_ms.latent_scaling": f"{self.scaling:.9g}"}
         self.lrs = learning_rates(stage.optim)
         self.optimizer = adamw(ms, self.net.trainable_params(), stage.optim, self.lrs)
@@ -188,10 +155,10 @@ class UnetTrainer(StepTrainer):
         chunk, rgb_out, depth_out, targets = 16, [], [], []
         vae = self.vae
 
-        def posterior_mean(x):
-            return _posterior_mean(vae, x)
+        def encode_mean(x):
+            return posterior_mean(vae, x)
 
-        encode = ms.jit(posterior_mean)
+        encode = ms.jit(encode_mean)
         jobs = [(v, start) for v in range(cfg.unet.variants) for start in range(0, len(samples), chunk)]
         for variant, start in tqdm(jobs, desc="encode", unit="batch", disable=not (self.progress and
                                                                                      self.workers.rank == 0)):
@@ -241,7 +208,7 @@ class UnetTrainer(StepTrainer):
 
         info = CheckpointInfo(path=str(self.output), prediction_type="depth", default_steps=self.config.unet.val_steps,
                               default_resolution=self.config.resolution, sampler=self.sampler, variants={},
-                              vae_scale_factor=_vae_factor(self.vae), latent_channels=int(self.vae.config.latent_channels),
+                              vae_scale_factor=vae_factor(self.vae), latent_channels=int(self.vae.config.latent_channels),
                               scaling_factor=self.scaling)
         parts = MarigoldParts(info=info, unet=self.net, vae=self.vae, text_embedding=self.ms.Tensor(self.context))
         engine = MarigoldEngine(parts, EngineOptions(steps=steps, processing_resolution=self.config.resolution,
