@@ -242,18 +242,30 @@ def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
 
 
 def test_marigold_in_two_processes_trains_the_same_model(marigold_run, tmp_path):
-    """--until vae, then --resume (how scripts/retrain.sh frees the VAE stage's memory): the same weights."""
+    """--until vae:3, --until vae --resume, then --resume (how scripts/retrain.sh frees the VAE stage's
+    memory): the same weights."""
     folder, config, _, _ = marigold_run
     split = tmp_path / "split.yaml"
     split.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "output": str(tmp_path / "run")}))
-    first = _train_subprocess(split, "--until", "vae")
+    first = _train_subprocess(split, "--until", "vae:3")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert (tmp_path / "run" / "vae" / "checkpoints" / "step_000004").is_dir()
-    assert not (tmp_path / "run" / "unet").exists() and not (tmp_path / "run" / "model").exists()
-    second = _train_subprocess(split, "--resume")
+    checkpoints = tmp_path / "run" / "vae" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000002", "step_000003"]
+    second = _train_subprocess(split, "--until", "vae", "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout and "RGB round trip PSNR" in second.stdout
+    assert (checkpoints / "step_000004").is_dir()
+    assert not (tmp_path / "run" / "unet").exists() and not (tmp_path / "run" / "model").exists()
+    third = _train_subprocess(split, "--resume")
+    assert third.returncode == 0, third.stderr[-3000:]
     for part in ("vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"):
         assert (tmp_path / "run" / "model" / part).read_bytes() == (folder / "run" / "model" / part).read_bytes()
+
+
+@pytest.mark.parametrize("until", ["decoder", "vae:", "vae:0", "vae:x"])
+def test_until_names_a_stage_and_a_positive_step(marigold_run, capsys, until):
+    assert train(["train", str(marigold_run[1]), "--until", until, "--no-progress"]) == 2
+    assert f"--until {until}:" in capsys.readouterr().err
 
 
 def test_marigold_resume_continues_each_stage(marigold_run, tmp_path):

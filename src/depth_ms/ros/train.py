@@ -3,6 +3,7 @@
     rosrun depth_ms train config/training/fast_depth.yaml [--resume] [--set optim.steps=100]
     rosrun depth_ms train config/training/marigold.yaml     (VAE stage, UNet stage, diffusers folder)
     rosrun depth_ms train config/training/marigold.yaml --until vae; ... --resume   (a process per part)
+    rosrun depth_ms train config/training/marigold.yaml --until vae:500; ... --until vae --resume   (VAE step 500)
     python -m depth_ms.ros.train CONFIG.yaml
     msrun --worker_num=2 --local_worker_num=2 --join=True python -m depth_ms.ros.train CONFIG.yaml  (data parallel)
 
@@ -63,6 +64,18 @@ def load_samples(paths: list[Path], config, say=print) -> SampleSet:
     return samples
 
 
+def parse_until(text: str) -> dict:
+    """``vae``, ``unet`` or either with ``:STEP`` -> the keyword arguments of MarigoldTraining.run."""
+    stage, _, step = text.partition(":")
+    if stage not in ("vae", "unet"):
+        raise ValueError("expected vae or unet, optionally with :STEP")
+    if not step:
+        return {"until": stage}
+    if not step.isdigit() or int(step) == 0:
+        raise ValueError(f"expected a positive step after the colon, got {step!r}")
+    return {"until": stage, "until_step": int(step)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a depth_ms model on bags / dataset exports.")
     parser.add_argument("config", help="training YAML (config/training/*.yaml)")
@@ -72,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu", "ascend"),
                         help="MindSpore device (under msrun each worker takes the device of its local rank)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--until", choices=("vae", "unet"),
-                        help="marigold family: stop after this stage (a later run continues with --resume)")
+    parser.add_argument("--until", metavar="STAGE[:STEP]",
+                        help="marigold family: stop after this stage (vae or unet), or at STEP of it, checkpointed "
+                             "(a later run continues with --resume)")
     args = parser.parse_args(rospy.myargv(argv if argv is not None else sys.argv)[1:])
     try:
         config = load_train_config(merge_dicts(load_yaml(args.config), parse_overrides(args.set)))
@@ -82,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.until and config.family != "marigold":
         print(f"train: --until: the {config.family} family trains in one stage", file=sys.stderr)
+        return 2
+    try:
+        stage = parse_until(args.until) if args.until else {}
+    except ValueError as exc:
+        print(f"train: --until {args.until}: {exc}", file=sys.stderr)
         return 2
     from depth_ms.models import mindspore_device
 
@@ -112,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: arch: {exc}", file=sys.stderr)
         return 2
     try:
-        stage = {"until": args.until} if args.until else {}
         metrics = trainer.run(resume=args.resume, replica_log=replica_log, **stage)
     except (CheckpointWriteError, FloatingPointError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)

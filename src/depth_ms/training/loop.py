@@ -165,8 +165,9 @@ class StepTrainer:
         """Sum of every trainable parameter (float64): equal on every worker when the replicas agree."""
         return float(sum(p.asnumpy().astype(np.float64).sum() for p in self.net.trainable_params()))
 
-    def run(self, resume: bool = False, replica_log: Optional[Path] = None) -> dict:
-        """Train to ``optim.steps``; returns the last validation metrics (rank 0)."""
+    def run(self, resume: bool = False, replica_log: Optional[Path] = None, stop_at: Optional[int] = None) -> dict:
+        """Train to ``optim.steps`` (or stop at step ``stop_at`` with a checkpoint, for a later ``resume``);
+        returns the last validation metrics (rank 0)."""
         lead = self.workers.rank == 0
         if resume:
             found = ckpt.latest_checkpoint(self.output)
@@ -185,7 +186,8 @@ class StepTrainer:
         metrics: dict = {}
         window_start, window_images = time.perf_counter(), 0
         try:
-            while self.step < self.optim.steps:
+            end = self.optim.steps if stop_at is None else min(stop_at, self.optim.steps)
+            while self.step < end:
                 loss = self.train_step()
                 window_images += self.optim.batch_size * self.workers.size
                 bar.update(1)
@@ -213,7 +215,7 @@ class StepTrainer:
                     window_start, window_images = time.perf_counter(), 0
                 if row:
                     log.add(step=self.step, **row)
-                if self.step % self.schedule.checkpoint_every == 0 or self.step == self.optim.steps:
+                if self.step % self.schedule.checkpoint_every == 0 or self.step in (end, self.optim.steps):
                     self.save()
                     log.plot(self.output / "plot.png")
                     window_start, window_images = time.perf_counter(), 0

@@ -331,11 +331,15 @@ class MarigoldTraining:
     def _stage_resume(self, trainer: StepTrainer, resume: bool) -> bool:
         return resume and ckpt.latest_checkpoint(trainer.output) is not None
 
-    def run(self, resume: bool = False, replica_log: Optional[Path] = None, until: Optional[str] = None) -> dict:
+    def run(self, resume: bool = False, replica_log: Optional[Path] = None, until: Optional[str] = None,
+            until_step: Optional[int] = None) -> dict:
         """Train the VAE, the UNet and the fine-tuning stage if any (each resumed from its own last checkpoint),
-        then export ``model/``; with ``until`` ("vae" or "unet"), stop after that stage without exporting."""
+        then export ``model/``; with ``until`` ("vae" or "unet"), stop after that stage without exporting, with
+        ``until_step`` too, at that step of it (checkpointed)."""
         if until not in (None, *STAGES[:-1]):
             raise ValueError(f"until: expected one of {STAGES[:-1]}, got {until!r}")
+        if until_step is not None and until is None:
+            raise ValueError("until_step: needs the stage (until) it stops in")
         cfg, rank = self.config, self.workers.rank
         if resume and ckpt.latest_checkpoint(self.output / "vae") is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint in {self.output / 'vae' / 'checkpoints'}")
@@ -348,14 +352,17 @@ class MarigoldTraining:
             return replica_log.with_name(f"{replica_log.name}.{stage}") if replica_log else None
 
         vae = VaeTrainer(cfg, self.train, self.val, self.workers, self.progress, self.say)
-        metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"))
+        metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"),
+                          stop_at=until_step if until == "vae" else None)
         if metrics.get("frames"):
-            self.say(f"vae: held-out depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}")
+            self.say(f"vae: held-out depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}; "
+                     f"RGB round trip PSNR {metrics['rgb_psnr']:.2f} dB")
         if until == "vae":
             self.step = vae.step
             return metrics
         last = UnetTrainer(cfg, vae.net, context, self.train, self.val, self.workers, self.progress, self.say)
-        metrics = last.run(resume=self._stage_resume(last, resume), replica_log=log_for("unet"))
+        metrics = last.run(resume=self._stage_resume(last, resume), replica_log=log_for("unet"),
+                           stop_at=until_step if until == "unet" else None)
         if until == "unet":
             self.step = last.step
             return metrics
