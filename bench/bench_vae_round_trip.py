@@ -26,18 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = "src/depth_ms/models/shipped/marigold_sim"
 
 
-def resize_only(depth: np.ndarray, resolution: int) -> np.ndarray:
-    """Depth (H, W) resized to the processing size (VAE factor 1) and normalised as the VAE sees it."""
-    from depth_ms.models.marigold import imaging
-    from depth_ms.training.diffusion import normalised_depth
-    from depth_ms.training.vae_round_trip import latent_size
-
-    h, w = latent_size(*depth.shape, resolution, 1)
-    small = imaging.resize(np.nan_to_num(depth, nan=0.0)[None], h, w, False)  # (1, h, w)
-    valid = imaging.resize(np.isfinite(depth)[None].astype(np.float32), h, w, False) > 0.99  # (1, h, w)
-    return (normalised_depth(small, valid)[0, 0] + 1.0) / 2.0  # (h, w)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("vaes", nargs="*", default=[SHIPPED],
@@ -53,7 +41,7 @@ def main() -> int:
     from depth_ms.ros.train import expand, load_samples
     from depth_ms.training.config import load_train_config
     from depth_ms.training.validation import spread, validate
-    from depth_ms.training.vae_round_trip import depth_round_trip, load_vae, rgb_psnr
+    from depth_ms.training.vae_round_trip import depth_at_processing_size, depth_round_trip, load_vae, rgb_psnr
 
     config = load_train_config(args.config)
     d, resolution = config.data, config.resolution
@@ -64,7 +52,8 @@ def main() -> int:
         return 2
     header = ["VAE", "RGB PSNR dB (mean)", "RGB PSNR dB (worst)", "depth AbsRel", "depth delta1", "s"]
     start = time.monotonic()
-    depth = validate(lambda s: resize_only(s.depth, resolution), samples, d.min_depth, d.max_depth, "depth")
+    depth = validate(lambda s: (depth_at_processing_size(s.depth, resolution)[0, 0] + 1.0) / 2.0, samples,
+                     d.min_depth, d.max_depth, "depth")
     rows = [["none (resize only)", "-", "-", f"{depth['abs_rel']:.4f}", f"{depth['delta1']:.4f}",
              f"{time.monotonic() - start:.0f}"]]
     for path in args.vaes:

@@ -2,7 +2,7 @@
 
 1. **VAE** (``vae/``): an AutoencoderKL fitted to the simulator's RGB and to normalised depth maps
    (:func:`~.diffusion.normalised_depth`, three channels), on random square crops: L1 reconstruction of
-   posterior samples plus a small KL term.
+   posterior samples plus a small KL term; validated by the depth and the RGB round trip (:mod:`.vae_round_trip`).
 2. **UNet** (``unet/``), as Marigold trains (Ke et al., CVPR 2024): the VAE frozen; every training frame,
    in ``unet.variants`` augmented copies at the processing size, is encoded once (posterior mean times the
    scaling factor, which is set so the latents have unit variance); each step draws latents, a DDPM timestep

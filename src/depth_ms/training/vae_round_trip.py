@@ -35,14 +35,20 @@ def latent_size(height: int, width: int, resolution: int, factor: int) -> tuple[
     return max(factor, h // factor * factor), max(factor, w // factor * factor)
 
 
+def depth_at_processing_size(depth: np.ndarray, resolution: int, factor: int = 1) -> np.ndarray:
+    """Metric depth (H, W), NaN invalid -> (1, 3, h, w) normalised to [-1, 1] as the VAE sees it, at the
+    processing size rounded down to ``factor``."""
+    h, w = latent_size(*depth.shape, resolution, factor)
+    small = imaging.resize(np.nan_to_num(depth, nan=0.0)[None], h, w, False)  # (1, h, w)
+    valid = imaging.resize(np.isfinite(depth)[None].astype(np.float32), h, w, False) > 0.99  # (1, h, w)
+    return normalised_depth(small, valid)  # (1, 3, h, w)
+
+
 def depth_round_trip(vae, depth: np.ndarray, resolution: int) -> np.ndarray:
     """Metric depth (H, W), NaN invalid -> normalised, encoded, decoded: affine depth (h, w) in [0, 1]."""
     import mindspore as ms
 
-    h, w = latent_size(*depth.shape, resolution, vae_factor(vae))
-    small = imaging.resize(np.nan_to_num(depth, nan=0.0)[None], h, w, False)  # (1, h, w)
-    valid = imaging.resize(np.isfinite(depth)[None].astype(np.float32), h, w, False) > 0.99  # (1, h, w)
-    x = normalised_depth(small, valid)  # (1, 3, h, w)
+    x = depth_at_processing_size(depth, resolution, vae_factor(vae))  # (1, 3, h, w)
     out = vae.decode(posterior_mean(vae, ms.Tensor(x)))[0].asnumpy()  # (1, 3, h, w)
     return (np.clip(out.mean(axis=1)[0], -1.0, 1.0) + 1.0) / 2.0  # (h, w)
 
@@ -87,4 +93,5 @@ def load_vae(path: Path):
     return vae
 
 
-__all__ = ["VAE_METADATA", "depth_round_trip", "latent_size", "load_vae", "posterior_mean", "rgb_psnr", "vae_factor"]
+__all__ = ["VAE_METADATA", "depth_at_processing_size", "depth_round_trip", "latent_size", "load_vae", "posterior_mean",
+           "rgb_psnr", "vae_factor"]
