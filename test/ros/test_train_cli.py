@@ -195,9 +195,11 @@ def test_marigold_training_runs_every_stage_and_exports_a_diffusers_folder(marig
 def test_vae_round_trip_reads_the_stage_checkpoint_and_the_exported_folder_alike(marigold_run, tmp_path):
     """The VAE stage reports its RGB round trip; the bench's loader finds the same VAE in the stage's last
     checkpoint and in the exported folder, and refuses a checkpoint that holds no VAE."""
+    from depth_ms.models import mindspore_device
     from depth_ms.training.checkpoints import CheckpointError
     from depth_ms.training.vae_round_trip import depth_round_trip, load_vae, rgb_psnr
 
+    mindspore_device.configure("cpu")
     folder, _, out, flights = marigold_run
     reported = float(out.split("RGB round trip ")[1].split(" dB")[0])
     assert 5.0 < reported < 60.0
@@ -211,10 +213,9 @@ def test_vae_round_trip_reads_the_stage_checkpoint_and_the_exported_folder_alike
     np.testing.assert_allclose(round_trip, depth_round_trip(exported, depth, 64), atol=1e-5)
     with pytest.raises(CheckpointError, match="not this AutoencoderKL's"):
         load_vae(folder / "run" / "unet" / "checkpoints" / "step_000004")
-    fast = tmp_path / "fast"
-    assert train(["train", str(_config(fast, flights)), "--no-progress"]) == 0
+    assert train(["train", str(_config(tmp_path, flights)), "--no-progress"]) == 0  # a fast-model checkpoint
     with pytest.raises(CheckpointError, match="not a Marigold VAE-stage checkpoint"):
-        load_vae(fast / "run" / "checkpoints" / "step_000004")
+        load_vae(tmp_path / "run" / "checkpoints" / "step_000004")
 
 
 def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
@@ -242,24 +243,35 @@ def test_marigold_export_runs_in_the_engine_as_diffusers_runs_it(marigold_run):
 
 
 def test_marigold_in_two_processes_trains_the_same_model(marigold_run, tmp_path):
-    """--until vae:3, --until vae --resume, then --resume (how scripts/retrain.sh frees the VAE stage's
-    memory): the same weights."""
+    """--until vae, then --resume (a process per part): the same weights."""
     folder, config, _, _ = marigold_run
     split = tmp_path / "split.yaml"
     split.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "output": str(tmp_path / "run")}))
+    first = _train_subprocess(split, "--until", "vae")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "run" / "vae" / "checkpoints" / "step_000004").is_dir()
+    assert not (tmp_path / "run" / "unet").exists() and not (tmp_path / "run" / "model").exists()
+    second = _train_subprocess(split, "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    for part in ("vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"):
+        assert (tmp_path / "run" / "model" / part).read_bytes() == (folder / "run" / "model" / part).read_bytes()
+
+
+def test_until_a_step_stops_the_vae_stage_there_and_resume_finishes_it(marigold_run, tmp_path):
+    """--until vae:3, then --until vae --resume (how scripts/retrain.sh frees the VAE stage's memory)."""
+    split = tmp_path / "split.yaml"
+    split.write_text(yaml.safe_dump({**yaml.safe_load(marigold_run[1].read_text()), "output": str(tmp_path / "run")}))
     first = _train_subprocess(split, "--until", "vae:3")
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoints = tmp_path / "run" / "vae" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000002", "step_000003"]
+    assert "RGB round trip" not in first.stdout  # not validated: the stage is not done
     second = _train_subprocess(split, "--until", "vae", "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resumed from" in second.stdout and "RGB round trip PSNR" in second.stdout
-    assert (checkpoints / "step_000004").is_dir()
-    assert not (tmp_path / "run" / "unet").exists() and not (tmp_path / "run" / "model").exists()
-    third = _train_subprocess(split, "--resume")
-    assert third.returncode == 0, third.stderr[-3000:]
-    for part in ("vae/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors"):
-        assert (tmp_path / "run" / "model" / part).read_bytes() == (folder / "run" / "model" / part).read_bytes()
+    assert "resumed from" in second.stdout and "at step 3" in second.stdout
+    assert "RGB round trip PSNR" in second.stdout and "done at step 4" in second.stdout
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000003", "step_000004"]
+    assert not (tmp_path / "run" / "unet").exists()
 
 
 @pytest.mark.parametrize("until", ["decoder", "vae:", "vae:0", "vae:x"])

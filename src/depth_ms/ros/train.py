@@ -66,10 +66,10 @@ def load_samples(paths: list[Path], config, say=print) -> SampleSet:
 
 def parse_until(text: str) -> dict:
     """``vae``, ``unet`` or either with ``:STEP`` -> the keyword arguments of MarigoldTraining.run."""
-    stage, _, step = text.partition(":")
+    stage, colon, step = text.partition(":")
     if stage not in ("vae", "unet"):
         raise ValueError("expected vae or unet, optionally with :STEP")
-    if not step:
+    if not colon:
         return {"until": stage}
     if not step.isdigit() or int(step) == 0:
         raise ValueError(f"expected a positive step after the colon, got {step!r}")
