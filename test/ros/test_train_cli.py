@@ -14,6 +14,7 @@ from depth_ms.ros import conversions
 from depth_ms.ros.sim_flights import main as sim_flights
 from depth_ms.ros.sim_messages import DEPTH_TOPIC, RGB_TOPIC
 from depth_ms.ros.train import main as train
+from depth_ms.training.checkpoints import read_safetensors
 
 pytest.importorskip("mindspore")
 
@@ -258,7 +259,8 @@ def test_marigold_in_two_processes_trains_the_same_model(marigold_run, tmp_path)
 
 
 def test_until_a_step_stops_the_vae_stage_there_and_resume_finishes_it(marigold_run, tmp_path):
-    """--until vae:3, then --until vae --resume (how scripts/retrain.sh frees the VAE stage's memory)."""
+    """--until vae:3, then --until vae --resume (how scripts/retrain.sh frees the VAE stage's memory): the weights
+    of one uninterrupted process."""
     split = tmp_path / "split.yaml"
     split.write_text(yaml.safe_dump({**yaml.safe_load(marigold_run[1].read_text()), "output": str(tmp_path / "run")}))
     first = _train_subprocess(split, "--until", "vae:3")
@@ -272,6 +274,11 @@ def test_until_a_step_stops_the_vae_stage_there_and_resume_finishes_it(marigold_
     assert "RGB round trip PSNR" in second.stdout and "done at step 4" in second.stdout
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000003", "step_000004"]
     assert not (tmp_path / "run" / "unet").exists()
+    resumed, _ = read_safetensors(checkpoints / "step_000004" / "model.safetensors")
+    whole, _ = read_safetensors(marigold_run[0] / "run" / "vae" / "checkpoints" / "step_000004" / "model.safetensors")
+    assert sorted(resumed) == sorted(whole)
+    for name, tensor in whole.items():  # the same weights as one uninterrupted process
+        np.testing.assert_array_equal(resumed[name], tensor, err_msg=name)
 
 
 @pytest.mark.parametrize("until", ["decoder", "vae:", "vae:0", "vae:x"])

@@ -52,8 +52,10 @@ class RecompiledStep:
     """``ms.jit(fn)`` compiled afresh every ``runs`` calls (0 = once).
 
     MindSpore 2.7.1 on the CPU: the compiled training step of an AutoencoderKL stopped returning on its 33rd
-    run (a kernel of the encoder's backward never finished, same inputs every step); a newly compiled
-    function runs 32 times again. The parameters and optimizer state live in Parameters and carry over.
+    run while the encoder's pads ran on PadV3, whose compiled gradient is wrong after a graph's first run
+    (see ``depth_ms.models.mindspore_device._pad``); a newly compiled function ran 32 times again. On the
+    classic Pad kernel 45 runs of one compilation returned; the VAE stage keeps recompiling until a whole
+    stage confirms it. The parameters and optimizer state live in Parameters and carry over.
     """
 
     def __init__(self, ms, fn: Callable, runs: int) -> None:
