@@ -21,7 +21,8 @@ from depth_ms.sim import DroneSimulator, load_sim_config  # noqa: E402
 from depth_ms.training.checkpoints import CheckpointError, latest_checkpoint  # noqa: E402
 from depth_ms.training.config import load_train_config  # noqa: E402
 from depth_ms.training.flights import load_flight_plan, plan_flights  # noqa: E402
-from depth_ms.training.losses import ScaleShiftInvariantLoss  # noqa: E402
+from depth_ms.evaluation.alignment import fit_scale_shift  # noqa: E402
+from depth_ms.training.losses import ScaleShiftInvariantLoss, least_squares_abs_rel_loss  # noqa: E402
 from depth_ms.training.samples import SampleSet  # noqa: E402
 from depth_ms.training.trainer import FastDepthTrainer  # noqa: E402
 from depth_ms.training.validation import score_relative  # noqa: E402
@@ -66,6 +67,21 @@ def test_loss_ignores_scale_and_shift_and_punishes_structure():
     # the invalid pixels do not count, whatever the prediction says there
     wild = np.where(mask > 0, 3.0 / depth + 0.7, 1e3).astype(np.float32)
     assert _loss(wild, depth * mask, mask) == pytest.approx(exact, abs=1e-4)
+
+
+def test_least_squares_abs_rel_loss_is_the_labellers_alignment_and_metric():
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(1, 50, (2, 24, 32)).astype(np.float32)
+    depth[:, :3] = 0.0  # no ground truth: not scored
+    pred = (0.02 * depth - 0.4 + rng.normal(0, 0.05, depth.shape)).astype(np.float32)  # affine depth, noisy
+    loss = least_squares_abs_rel_loss(ms.Tensor(pred), ms.Tensor(depth), 0.0, 1).asnumpy()  # (B,)
+    for b in range(2):
+        valid = depth[b] > 0
+        scale, shift = fit_scale_shift(pred[b][valid], depth[b][valid], "depth")
+        abs_rel = np.mean(np.abs(scale * pred[b][valid] + shift - depth[b][valid]) / depth[b][valid])
+        assert loss[b] == pytest.approx(abs_rel, rel=1e-3)
+    exact = (0.02 * depth - 0.4).astype(np.float32)
+    assert least_squares_abs_rel_loss(ms.Tensor(exact), ms.Tensor(depth), 0.5, 3).asnumpy().max() < 1e-4
 
 
 def test_a_recompiled_step_keeps_its_state_across_compilations():

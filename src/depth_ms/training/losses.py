@@ -10,7 +10,9 @@ affine change of either; then
   pairs, at ``scales`` scales (each half the previous, by subsampling).
 
 The loss is their sum with the gradient term weighted by ``alpha`` (MiDaS: 0.5), averaged over images.
-:func:`aligned_depth_loss` is the untrimmed loss in depth, for the Marigold family's end-to-end fine-tuning.
+:func:`aligned_depth_loss` is the untrimmed loss in depth, for the Marigold family's end-to-end fine-tuning;
+:func:`least_squares_abs_rel_loss` scores that fine-tuning the way the labeller does (least-squares scale and
+shift in depth, then AbsRel).
 """
 from __future__ import annotations
 
@@ -80,6 +82,28 @@ def aligned_depth_loss(pred, target, alpha: float, scales: int):
     return loss
 
 
+def least_squares_abs_rel_loss(pred, depth, alpha: float, scales: int):
+    """AbsRel of affine depth ``pred`` (B, H, W) after the least-squares scale and shift that fit it to
+    ``depth`` (B, H, W, positive, 0 = no ground truth), the labeller's alignment and metric, plus ``alpha``
+    times the gradient matching of the relative residual; (B,). The fit stays in the graph: the gradient
+    also flows through scale and shift."""
+    batch, height, width = pred.shape
+    p, d = pred.reshape(batch, -1), depth.reshape(batch, -1)  # (B, N)
+    mask = ops.cast(d > 0, ms.float32)  # (B, N)
+    count = ops.maximum(mask.sum(axis=1, keepdims=True), 1.0)  # (B, 1)
+    mean_p = (p * mask).sum(axis=1, keepdims=True) / count  # (B, 1)
+    mean_d = (d * mask).sum(axis=1, keepdims=True) / count  # (B, 1)
+    centred = (p - mean_p) * mask  # (B, N)
+    scale = (centred * (d - mean_d)).sum(axis=1, keepdims=True) / ((centred * centred).sum(axis=1, keepdims=True)
+                                                                    + _EPS)  # (B, 1)
+    residual = (scale * (p - mean_p) + mean_d - d) / ops.maximum(d, _EPS) * mask  # (B, N) relative error
+    loss = ops.abs(residual).sum(axis=1) / count[:, 0]  # (B,)
+    if alpha > 0:
+        loss = loss + alpha * gradient_loss(residual.reshape(batch, height, width),
+                                            mask.reshape(batch, height, width), scales)
+    return loss
+
+
 class ScaleShiftInvariantLoss(nn.Cell):
     """MiDaS' loss on predicted disparity against metric depth (B, H, W) with a 0/1 validity mask."""
 
@@ -100,4 +124,5 @@ class ScaleShiftInvariantLoss(nn.Cell):
         return loss.mean()
 
 
-__all__ = ["ScaleShiftInvariantLoss", "aligned_depth_loss", "gradient_loss", "normalise", "trimmed_loss"]
+__all__ = ["ScaleShiftInvariantLoss", "aligned_depth_loss", "gradient_loss", "least_squares_abs_rel_loss", "normalise",
+           "trimmed_loss"]

@@ -51,17 +51,22 @@ class UnetStage:
             raise ConfigError(f"unet.multires_noise: expected [0, 1), got {self.multires_noise}")
 
 
+DEPTH_LOSSES = ("normalised_l1", "least_squares_abs_rel")  # finetune.depth_loss
+
+
 @dataclass
 class FinetuneStage:
     """The UNet fine-tuned end to end through the frozen VAE decoder (after Garcia Martin et al., WACV 2025):
-    the clean-latent estimate of a sampler step is decoded and scored against the depth with MiDaS'
-    scale-and-shift-invariant loss; the v-prediction loss of the UNet stage runs beside it on
-    ``optim.batch_size`` samples."""
+    the clean-latent estimate of a sampler step is decoded and scored against the depth (``depth_loss``);
+    the v-prediction loss of the UNet stage runs beside it on ``optim.batch_size`` samples."""
 
     decoded_batch: int = 4  # samples per step through the decoder
     trajectory: bool = True  # decoded samples at every step of the unet.val_steps-step sampler, from the latent
     # the sampler reaches from noise with the UNet itself (no gradient through the earlier steps); false: the
     # first step only (t = 999, pure noise in)
+    depth_loss: str = "normalised_l1"  # normalised_l1: MiDaS' scale-and-shift-invariant L1 against the
+    # normalised depth; least_squares_abs_rel: AbsRel against metric depth after a least-squares scale and shift,
+    # as the labeller scores
     gradient_weight: float = 0.5  # multi-scale gradient matching of the decoded loss (MiDaS' alpha)
     velocity_weight: float = 1.0  # weight of the v-prediction loss beside it
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -69,6 +74,8 @@ class FinetuneStage:
     def validate(self) -> None:
         if self.decoded_batch < 1 or self.gradient_weight < 0 or self.velocity_weight < 0:
             raise ConfigError("finetune: expected decoded_batch >= 1, gradient_weight >= 0, velocity_weight >= 0")
+        if self.depth_loss not in DEPTH_LOSSES:
+            raise ConfigError(f"finetune.depth_loss: expected one of {DEPTH_LOSSES}, got '{self.depth_loss}'")
 
 
 @dataclass

@@ -33,11 +33,25 @@ from . import marigold_folder as folder
 from .augment import make_batch, signed_unit, step_rng
 from .diffusion import multires_noise, noisy_and_velocity, normalised_depth
 from .loop import StepTrainer, Workers, adamw, compiled_step, learning_rates
-from .losses import aligned_depth_loss
+from .losses import aligned_depth_loss, least_squares_abs_rel_loss
 from .marigold_config import MarigoldTrainConfig
 from .samples import Sample, SampleSet
 from .vae_round_trip import VAE_METADATA, depth_round_trip, posterior_mean, rgb_psnr, vae_factor
 from .validation import spread, validate
+
+
+def finetune_target(depth_loss: str, depth: np.ndarray, mask: np.ndarray, normalised: np.ndarray) -> np.ndarray:
+    """(B, H, W) float16 the fine-tuning loss scores against, from metres ``depth`` (B, H, W), its 0/1 ``mask``
+    and ``normalised`` (B, 3, H, W): depth over its valid median (0 where invalid) for
+    ``least_squares_abs_rel`` (float16 holds its range), else the normalised depth."""
+    if depth_loss == "normalised_l1":
+        return normalised[:, 0].astype(np.float16)
+    valid = mask > 0  # (B, H, W)
+    out = np.zeros(depth.shape, np.float16)
+    for b in range(len(depth)):
+        if valid[b].any():
+            out[b][valid[b]] = depth[b][valid[b]] / np.median(depth[b][valid[b]])
+    return out
 
 
 class VaeTrainer(StepTrainer):
@@ -147,7 +161,8 @@ class UnetTrainer(StepTrainer):
     def encode_training_frames(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, float]:
         """(RGB latents (N, C, h, w), depth latents (N, C, h, w), scaling factor): every frame in
         ``variants`` augmented copies, scaled to unit variance. With a fine-tuning stage configured, keeps the
-        normalised depth of each copy in ``depth_targets`` (N, H, W) float16 for it (else None)."""
+        depth its loss scores in ``depth_targets`` (N, H, W) float16 (else None): the normalised depth of each
+        copy, or for ``least_squares_abs_rel`` its depth over its median, 0 without ground truth."""
         from tqdm import tqdm
 
         ms, cfg = self.ms, self.config
@@ -169,7 +184,7 @@ class UnetTrainer(StepTrainer):
             normalised = normalised_depth(depth, mask)  # (b, 3, H, W)
             depth_out.append(encode(ms.Tensor(normalised)).asnumpy())  # (b, C, h, w)
             if cfg.finetune is not None:
-                targets.append(normalised[:, 0].astype(np.float16))  # (b, H, W)
+                targets.append(finetune_target(cfg.finetune.depth_loss, depth, mask, normalised))  # (b, H, W)
         rgb, depth = np.concatenate(rgb_out), np.concatenate(depth_out)  # (N, C, h, w)
         self.depth_targets = np.concatenate(targets) if targets else None  # (N, H, W)
         scaling = float(1.0 / np.concatenate([rgb.ravel(), depth.ravel()]).std())
@@ -260,13 +275,15 @@ class FinetuneTrainer(UnetTrainer):
         size, weight = stage.optim.batch_size, stage.velocity_weight
         alpha_grad, scales = stage.gradient_weight, 4
 
+        depth_loss = aligned_depth_loss if stage.depth_loss == "normalised_l1" else least_squares_abs_rel_loss
+
         def forward(x, t, text, velocity, target, x0_x, x0_out):
             # x (B + E, 2C, h, w); velocity (B, C, h, w); target (E, H, W); x0_x, x0_out (E, 1, 1, 1)
             out = net(x, t, text)[0]  # (B + E, C, h, w)
             loss = weight * ops.square(out[:size] - velocity).mean()
             clean = x0_x * x[size:, channels:] + x0_out * out[size:]  # (E, C, h, w) the step's clean estimate
             depth = vae.decode(clean / scaling)[0].mean(axis=1)  # (E, H, W)
-            return loss + aligned_depth_loss(depth, target, alpha_grad, scales).mean()
+            return loss + depth_loss(depth, target, alpha_grad, scales).mean()
 
         def predict(x, t, text):
             return net(x, t, text)[0]
