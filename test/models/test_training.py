@@ -15,14 +15,16 @@ mindspore_device.configure("cpu")
 import mindspore as ms  # noqa: E402
 
 from depth_ms.core.types import Frame  # noqa: E402
+from depth_ms.evaluation.alignment import fit_scale_shift  # noqa: E402
 from depth_ms.models import registry  # noqa: E402
 from depth_ms.models import weights as weight_files  # noqa: E402
 from depth_ms.sim import DroneSimulator, load_sim_config  # noqa: E402
 from depth_ms.training.checkpoints import CheckpointError, latest_checkpoint  # noqa: E402
 from depth_ms.training.config import load_train_config  # noqa: E402
 from depth_ms.training.flights import load_flight_plan, plan_flights  # noqa: E402
-from depth_ms.evaluation.alignment import fit_scale_shift  # noqa: E402
+from depth_ms.training.diffusion import normalised_depth  # noqa: E402
 from depth_ms.training.losses import ScaleShiftInvariantLoss, least_squares_abs_rel_loss  # noqa: E402
+from depth_ms.training.marigold_trainer import finetune_target  # noqa: E402
 from depth_ms.training.samples import SampleSet  # noqa: E402
 from depth_ms.training.trainer import FastDepthTrainer  # noqa: E402
 from depth_ms.training.validation import score_relative  # noqa: E402
@@ -82,6 +84,17 @@ def test_least_squares_abs_rel_loss_is_the_labellers_alignment_and_metric():
         assert loss[b] == pytest.approx(abs_rel, rel=1e-3)
     exact = (0.02 * depth - 0.4).astype(np.float32)
     assert least_squares_abs_rel_loss(ms.Tensor(exact), ms.Tensor(depth), 0.5, 3).asnumpy().max() < 1e-4
+
+
+def test_finetune_target_is_depth_over_its_median_with_missing_ground_truth_at_zero():
+    depth = np.array([[[2.0, 4.0], [8.0, 0.0]]], np.float32)  # (1, 2, 2) metres, 0 = none
+    mask = (depth > 0).astype(np.float32)
+    normalised = normalised_depth(depth, mask)  # (1, 3, 2, 2)
+    target = finetune_target("least_squares_abs_rel", depth, mask, normalised)
+    np.testing.assert_allclose(target, [[[0.5, 1.0], [2.0, 0.0]]])
+    assert target.dtype == np.float16
+    np.testing.assert_array_equal(finetune_target("normalised_l1", depth, mask, normalised),
+                                  normalised[:, 0].astype(np.float16))
 
 
 def test_a_recompiled_step_keeps_its_state_across_compilations():

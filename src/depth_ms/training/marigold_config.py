@@ -51,7 +51,7 @@ class UnetStage:
             raise ConfigError(f"unet.multires_noise: expected [0, 1), got {self.multires_noise}")
 
 
-DEPTH_LOSSES = ("normalised_l1", "least_squares_abs_rel")  # finetune.depth_loss
+DEPTH_LOSSES = ("least_squares_abs_rel", "normalised_l1")  # finetune.depth_loss
 
 
 @dataclass
@@ -64,9 +64,8 @@ class FinetuneStage:
     trajectory: bool = True  # decoded samples at every step of the unet.val_steps-step sampler, from the latent
     # the sampler reaches from noise with the UNet itself (no gradient through the earlier steps); false: the
     # first step only (t = 999, pure noise in)
-    depth_loss: str = "normalised_l1"  # normalised_l1: MiDaS' scale-and-shift-invariant L1 against the
-    # normalised depth; least_squares_abs_rel: AbsRel against metric depth after a least-squares scale and shift,
-    # as the labeller scores
+    depth_loss: str = "least_squares_abs_rel"  # AbsRel against the depth after a least-squares scale and
+    # shift, as the labeller scores; normalised_l1: MiDaS' scale-and-shift-invariant L1 against the normalised depth
     gradient_weight: float = 0.5  # multi-scale gradient matching of the decoded loss (MiDaS' alpha)
     velocity_weight: float = 1.0  # weight of the v-prediction loss beside it
     optim: OptimConfig = field(default_factory=OptimConfig)

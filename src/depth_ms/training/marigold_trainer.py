@@ -12,8 +12,8 @@
    Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the held-out flights.
 3. **Fine-tuning** (``finetune/``, when configured): the UNet end to end through the frozen decoder
    (after Garcia Martin et al., WACV 2025): the clean-latent estimate of a step of the engine's cold sampler,
-   from the latent that sampler reaches, is decoded and scored with a scale-and-shift-invariant loss in
-   depth, the v-prediction loss beside it.
+   from the latent that sampler reaches, is decoded and scored in depth (MiDaS' scale-and-shift-invariant
+   loss, or AbsRel after the labeller's least-squares alignment), the v-prediction loss beside it.
 4. **Export** (``model/``): the diffusers folder (:mod:`.marigold_folder`) the estimator loads.
 
 Every stage uses the shared loop (:mod:`.loop`): one compiled step, AllReduce under ``msrun``, clipping,
