@@ -32,18 +32,8 @@ if ((fresh)); then rm -rf data/flights; fi
 start=$(date +%s)
 echo "[retrain] rosrun depth_ms sim_flights config/training/flights.yaml -o data/flights"
 rosrun depth_ms sim_flights config/training/flights.yaml -o data/flights
-if [ "$family" = marigold ]; then
-  # The VAE stage in two processes of its own: its step is recompiled every 32 steps, and MindSpore keeps
-  # every compiled graph's memory (about 1 GB each at batch 16) until the process ends.
-  half="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["vae"]["optim"]["steps"] // 2)' "$config")"
-  echo "[retrain] rosrun depth_ms train $config --until vae:$half ${extra[*]:-}; --until vae --resume; --resume"
-  rosrun depth_ms train "$config" --until "vae:$half" "${extra[@]}"
-  rosrun depth_ms train "$config" --until vae --resume "${extra[@]}"
-  rosrun depth_ms train "$config" --resume "${extra[@]}"
-else
-  echo "[retrain] rosrun depth_ms train $config ${extra[*]:-}"
-  rosrun depth_ms train "$config" "${extra[@]}"
-fi
+echo "[retrain] rosrun depth_ms train $config ${extra[*]:-}"
+rosrun depth_ms train "$config" "${extra[@]}"
 if [ "$family" = marigold ]; then  # a diffusers folder; logs and plots per stage
   final="$run/model" logs="$run/{vae,unet,finetune}/{log.csv,plot.png}"
 else

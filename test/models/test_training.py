@@ -97,23 +97,6 @@ def test_finetune_target_is_depth_over_its_median_with_missing_ground_truth_at_z
                                   normalised[:, 0].astype(np.float16))
 
 
-def test_a_recompiled_step_keeps_its_state_across_compilations():
-    from depth_ms.training.loop import RecompiledStep
-
-    total = ms.Parameter(ms.Tensor(np.zeros(1, np.float32)), name="total")
-
-    def add(x):
-        ms.ops.assign_add(total, x)  # state outside the compiled function, as the optimizer's
-        return total * 1.0
-
-    step = RecompiledStep(ms, add, runs=2)
-    compiled = set()
-    for _ in range(5):
-        out = step(ms.Tensor(np.ones(1, np.float32)))
-        compiled.add(id(step.compiled))
-    assert float(out.asnumpy()[0]) == 5.0 and len(compiled) == 3
-
-
 def test_training_lowers_the_loss_and_writes_a_checkpoint_the_estimator_loads(tmp_path, tiny_samples):
     config = _config(tmp_path, optim={"steps": 30}, schedule={"val_every": 30, "checkpoint_every": 30})
     trainer = FastDepthTrainer(config, tiny_samples, tiny_samples, progress=False, say=lambda _: None)

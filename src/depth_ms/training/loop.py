@@ -48,34 +48,9 @@ class Workers:
         return cls(get_rank(), get_group_size())
 
 
-class RecompiledStep:
-    """``ms.jit(fn)`` compiled afresh every ``runs`` calls (0 = once).
-
-    MindSpore 2.7.1 on the CPU: the compiled training step of an AutoencoderKL stopped returning on its 33rd
-    run while the encoder's pads ran on PadV3, whose compiled gradient is wrong after a graph's first run
-    (see ``depth_ms.models.mindspore_device._pad``); a newly compiled function ran 32 times again. On the
-    classic Pad kernel 45 runs of one compilation returned; the VAE stage keeps recompiling until a whole
-    stage confirms it. The parameters and optimizer state live in Parameters and carry over.
-    """
-
-    def __init__(self, ms, fn: Callable, runs: int) -> None:
-        self.ms, self.fn, self.runs, self.count, self.compiled = ms, fn, runs, 0, ms.jit(fn)
-
-    def __call__(self, *inputs):
-        if self.runs and self.count and self.count % self.runs == 0:
-            def again(*args):
-                return self.fn(*args)
-
-            self.compiled = self.ms.jit(again)
-        self.count += 1
-        return self.compiled(*inputs)
-
-
-def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: float, recompile_every: int = 0
-                  ) -> Callable:
+def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: float) -> Callable:
     """``ms.jit`` step: loss and gradients of ``loss_fn(*inputs)``, averaged over workers (AllReduce),
-    clipped by global norm, applied by ``optimizer``; returns the (worker-mean) loss. ``recompile_every``:
-    see :class:`RecompiledStep`."""
+    clipped by global norm, applied by ``optimizer``; returns the (worker-mean) loss."""
     from mindspore import nn, ops
 
     grad_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
@@ -94,7 +69,7 @@ def compiled_step(ms, loss_fn: Callable, optimizer, workers: Workers, clip: floa
         optimizer(grads)
         return loss
 
-    return RecompiledStep(ms, step, recompile_every)
+    return ms.jit(step)
 
 
 def adamw(ms, params: list, optim: OptimConfig, lrs: np.ndarray):
@@ -228,4 +203,4 @@ class StepTrainer:
         return metrics
 
 
-__all__ = ["RecompiledStep", "StepTrainer", "Workers", "adamw", "compiled_step", "learning_rates"]
+__all__ = ["StepTrainer", "Workers", "adamw", "compiled_step", "learning_rates"]

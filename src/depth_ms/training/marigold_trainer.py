@@ -85,7 +85,7 @@ class VaeTrainer(StepTrainer):
             kl = 0.5 * (mean * mean + ops.exp(logvar) - 1.0 - logvar)  # (B, C, h, w)
             return ops.abs(recon - x).mean() + kl_weight * kl.sum(axis=(1, 2, 3)).mean()
 
-        self.step_fn = compiled_step(ms, forward, self.optimizer, workers, stage.optim.grad_clip, recompile_every=32)
+        self.step_fn = compiled_step(ms, forward, self.optimizer, workers, stage.optim.grad_clip)
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(images (B, 3, c, c) in [-1, 1], the last ``depth_share`` of them depth maps; noise (B, C, c/f, c/f))."""
