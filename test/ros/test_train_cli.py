@@ -259,8 +259,7 @@ def test_marigold_in_two_processes_trains_the_same_model(marigold_run, tmp_path)
 
 
 def test_until_a_step_stops_the_vae_stage_there_and_resume_finishes_it(marigold_run, tmp_path):
-    """--until vae:3, then --until vae --resume (how scripts/retrain.sh frees the VAE stage's memory): the weights
-    of one uninterrupted process."""
+    """--until vae:3, then --until vae --resume: the weights of one uninterrupted process."""
     split = tmp_path / "split.yaml"
     split.write_text(yaml.safe_dump({**yaml.safe_load(marigold_run[1].read_text()), "output": str(tmp_path / "run")}))
     first = _train_subprocess(split, "--until", "vae:3")
