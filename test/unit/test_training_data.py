@@ -134,6 +134,14 @@ def test_marigold_config_is_strict_and_names_the_key(change, named):
 def test_marigold_config_builds_frames_at_the_processing_resolution():
     config = load_train_config({"family": "marigold", "data": {"train": ["x"]}, "resolution": 128})
     assert isinstance(config, MarigoldTrainConfig) and config.frame_size() == (96, 128)
+    assert config.exported_resolution() == 128
+
+
+def test_marigold_config_exports_its_own_processing_resolution_and_refuses_a_tiny_one():
+    config = load_train_config({"family": "marigold", "data": {"train": ["x"]}, "processing_resolution": 160})
+    assert config.frame_size() == (96, 128) and config.exported_resolution() == 160
+    with pytest.raises(ConfigError, match="processing_resolution"):
+        load_train_config({"family": "marigold", "data": {"train": ["x"]}, "processing_resolution": 16})
 
 
 def test_marigold_depth_target_spans_minus_one_to_one_by_quantiles_and_sky_is_far():

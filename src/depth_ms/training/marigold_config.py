@@ -84,8 +84,9 @@ class MarigoldTrainConfig:
     family: str = "marigold"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    resolution: int = 128  # processing resolution (longer edge): UNet frames are resized to it, as the node does
+    resolution: int = 128  # training and validation resolution (longer edge): UNet frames are resized to it
     aspect: tuple[int, int] = (4, 3)  # UNet frames are cropped to this width:height before resizing
+    processing_resolution: int = 0  # the exported model's default (model_index.json); 0 = resolution
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     vae: VaeStage = field(default_factory=VaeStage)
     unet: UnetStage = field(default_factory=UnetStage)
@@ -99,6 +100,12 @@ class MarigoldTrainConfig:
             raise ConfigError(f"family: expected marigold, got '{self.family}'")
         if self.resolution < 32:
             raise ConfigError(f"resolution: expected >= 32, got {self.resolution}")
+        if self.processing_resolution != 0 and self.processing_resolution < 32:
+            raise ConfigError(f"processing_resolution: expected 0 or >= 32, got {self.processing_resolution}")
+
+    def exported_resolution(self) -> int:
+        """The longer edge the exported model runs at by default: ``processing_resolution``, else ``resolution``."""
+        return self.processing_resolution or self.resolution
 
     def frame_size(self) -> tuple[int, int]:
         """(height, width) of a UNet training frame: ``aspect`` with the longer edge at ``resolution``."""

@@ -247,7 +247,7 @@ class UnetTrainer(StepTrainer):
     def export(self, path: Path, text_source: Path) -> None:
         """Write the diffusers folder of the trained model to ``path``."""
         self.vae.register_to_config(scaling_factor=self.scaling)
-        folder.write_folder(str(path), self.vae, self.net, str(text_source), self.config.resolution,
+        folder.write_folder(str(path), self.vae, self.net, str(text_source), self.config.exported_resolution(),
                             self.config.unet.val_steps)
 
 
