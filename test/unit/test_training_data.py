@@ -131,7 +131,7 @@ def test_marigold_config_is_strict_and_names_the_key(change, named):
         load_train_config(config)
 
 
-def test_marigold_config_builds_frames_at_the_processing_resolution():
+def test_marigold_config_builds_frames_at_the_training_resolution():
     config = load_train_config({"family": "marigold", "data": {"train": ["x"]}, "resolution": 128})
     assert isinstance(config, MarigoldTrainConfig) and config.frame_size() == (96, 128)
     assert config.exported_resolution() == 128
