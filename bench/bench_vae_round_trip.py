@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""What Marigold-family VAEs keep of the held-out frames; prints one table.
+"""What Marigold-family VAEs keep of the validation frames; prints one table.
 
 For each VAE (a Marigold folder such as the shipped ``marigold_sim``, or a VAE-stage checkpoint of a run), on
-the training config's held-out validation frames at its processing resolution: the RGB round trip's PSNR
+the training config's validation frames at its processing resolution: the RGB round trip's PSNR
 (mean and worst frame; the UNet sees the image only through this RGB latent) and the depth round trip
 scored like a prediction (AbsRel / delta1, per-frame least squares in depth: the best any UNet can reach
 through this decoder). The first row resizes to the processing size and back without a VAE: the bound that
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("vaes", nargs="*", default=[SHIPPED],
                         help="Marigold folders or VAE-stage checkpoints (folder or model.safetensors)")
     parser.add_argument("--config", default="config/training/marigold.yaml",
-                        help="training config: held-out bags, frame count, processing resolution")
+                        help="training config: validation bags, frame count, processing resolution")
     args = parser.parse_args()
     os.chdir(ROOT)
     from depth_ms.models import mindspore_device
@@ -47,7 +47,7 @@ def main() -> int:
     d, resolution = config.data, config.resolution
     samples = spread(load_samples(expand(d.val, ROOT), config).samples, d.val_frames)
     if not samples:
-        print(f"no held-out frames in {d.val}: rosrun depth_ms sim_flights config/training/flights.yaml "
+        print(f"no validation frames in {d.val}: rosrun depth_ms sim_flights config/training/flights.yaml "
               "-o data/flights", file=sys.stderr)
         return 2
     header = ["VAE", "RGB PSNR dB (mean)", "RGB PSNR dB (worst)", "depth AbsRel", "depth delta1", "s"]
@@ -64,7 +64,7 @@ def main() -> int:
                          "depth")
         rows.append([path, f"{np.mean(psnr):.2f}", f"{np.min(psnr):.2f}", f"{depth['abs_rel']:.4f}",
                      f"{depth['delta1']:.4f}", f"{time.monotonic() - start:.0f}"])
-    print(f"\n{len(samples)} held-out frames at processing resolution {resolution}, {machine_line()}")
+    print(f"\n{len(samples)} validation frames at processing resolution {resolution}, {machine_line()}")
     print("\n".join(markdown_table(header, rows)))
     return 0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The held-out validation of a training run, read from its logs, as one Markdown table.
+"""The validation of a training run, read from its logs, as one Markdown table.
 
 A run folder holds ``log.csv`` (the fast model) or one folder per stage with its own ``log.csv`` (the
 Marigold family: vae, unet, finetune). Each validated step becomes a row with the stage's median training

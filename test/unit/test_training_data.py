@@ -1,5 +1,6 @@
 """Training data without MindSpore or ROS: flight plans, sample checks, batches, schedule, logs, checkpoints."""
 import errno
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from depth_ms.training.loop import learning_rates
 from depth_ms.training.marigold_config import MarigoldTrainConfig
 from depth_ms.training.samples import Sample, SampleSet, read_dataset_folder
 
+TRAINING_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "training"
 PLAN = {
     "variation": {"sizes": [[64, 48], [96, 54]]},
     "splits": {
@@ -38,6 +40,16 @@ def test_flight_plan_is_deterministic_and_held_out_flights_are_unseen():
     assert len({f.config.world.buildings for f in train}) > 1  # settings vary between flights
     assert {(f.config.width, f.config.height) for f in train + heldout} <= {(64, 48), (96, 54)}
     assert [f.name for f in heldout] == ["heldout_000", "heldout_001", "heldout_002"]
+
+
+def test_shipped_plan_keeps_its_held_out_flights_apart_from_training_and_validation():
+    """The quality of record is scored on flights that neither training nor any choice of the configs saw."""
+    plan = load_flight_plan(TRAINING_CONFIGS / "flights.yaml")
+    world_seeds = {split: {f.config.seed for f in plan_flights(plan, split)} for split in plan.splits}
+    assert not world_seeds["heldout"] & (world_seeds["train"] | world_seeds["validation"])
+    for config in ("fast_depth", "marigold"):
+        data = load_train_config(TRAINING_CONFIGS / f"{config}.yaml").data
+        assert data.val == ["data/flights/validation/*.bag"], config
 
 
 @pytest.mark.parametrize("change, named", [
