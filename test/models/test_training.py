@@ -98,7 +98,8 @@ def test_finetune_target_is_depth_over_its_median_with_missing_ground_truth_at_z
 
 
 def test_training_lowers_the_loss_and_writes_a_checkpoint_the_estimator_loads(tmp_path, tiny_samples):
-    config = _config(tmp_path, optim={"steps": 30}, schedule={"val_every": 30, "checkpoint_every": 30})
+    config = _config(tmp_path, optim={"steps": 30}, schedule={"val_every": 30, "checkpoint_every": 30},
+                     processing_resolution=96)
     trainer = FastDepthTrainer(config, tiny_samples, tiny_samples, progress=False, say=lambda _: None)
     images, depth, mask = trainer.batch(0)
 
@@ -125,9 +126,11 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint_the_estimator_loads(tm
     served = estimator.predict(Frame(rgb=frame.rgb, stamp=0.0))
     np.testing.assert_allclose(served.depth, trainer.predict(frame.rgb), rtol=2e-3,
                                atol=2e-3 * np.abs(served.depth).max())
-    # without a resolution option the estimator runs at the one the file records (the training config's)
+    # without a resolution option the estimator runs at the one the file records (processing_resolution 96:
+    # the 96x72 frame at 96x64, where the training resolution 64 gives 64x64)
     default = registry.create("midas", {"weights": str(folder / "model.safetensors")}, mode="graph")
-    assert default.predict(Frame(rgb=frame.rgb, stamp=0.0)).extras["resolution"] == served.extras["resolution"]
+    assert served.extras["resolution"] == (64, 64)
+    assert default.predict(Frame(rgb=frame.rgb, stamp=0.0)).extras["resolution"] == (96, 64)
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_samples):

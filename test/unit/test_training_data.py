@@ -149,11 +149,13 @@ def test_marigold_config_builds_frames_at_the_training_resolution():
     assert config.exported_resolution() == 128
 
 
-def test_marigold_config_exports_its_own_processing_resolution_and_refuses_a_tiny_one():
-    config = load_train_config({"family": "marigold", "data": {"train": ["x"]}, "processing_resolution": 160})
-    assert config.frame_size() == (96, 128) and config.exported_resolution() == 160
+@pytest.mark.parametrize("family", ["marigold", "fast_depth"])
+def test_config_exports_its_own_processing_resolution_and_refuses_a_tiny_one(family):
+    config = load_train_config({"family": family, "data": {"train": ["x"]}, "processing_resolution": 160})
+    assert config.resolution == 128 and config.exported_resolution() == 160
+    assert load_train_config({"family": family, "data": {"train": ["x"]}}).exported_resolution() == 128
     with pytest.raises(ConfigError, match="processing_resolution"):
-        load_train_config({"family": "marigold", "data": {"train": ["x"]}, "processing_resolution": 16})
+        load_train_config({"family": family, "data": {"train": ["x"]}, "processing_resolution": 16})
 
 
 def test_marigold_depth_target_spans_minus_one_to_one_by_quantiles_and_sky_is_far():

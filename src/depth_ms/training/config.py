@@ -87,6 +87,14 @@ class ScheduleConfig:
     keep_checkpoints: int = 2  # older step checkpoints are deleted (the final model is always kept)
 
 
+def check_resolutions(resolution: int, processing_resolution: int) -> None:
+    """ConfigError naming the key unless ``resolution`` >= 32 and ``processing_resolution`` is 0 or >= 32."""
+    if resolution < 32:
+        raise ConfigError(f"resolution: expected >= 32, got {resolution}")
+    if processing_resolution != 0 and processing_resolution < 32:
+        raise ConfigError(f"processing_resolution: expected 0 or >= 32, got {processing_resolution}")
+
+
 @dataclass
 class TrainConfig:
     """One training run: what to train, on which data, how."""
@@ -100,8 +108,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    resolution: int = 128  # the estimator's resize target for this network (recorded in the weights; a CNN is
-    # most accurate at the image scale it was trained on), and where validation runs it
+    resolution: int = 128  # training scale, and where validation runs the network
+    processing_resolution: int = 0  # the estimator's resize target, recorded in the weights; 0 = resolution
     output: str = "runs/train"  # run folder (checkpoints, log.csv, plot.png); relative to the working dir
 
     def validate(self) -> None:
@@ -115,8 +123,11 @@ class TrainConfig:
         for crop in self.crops:
             if crop.width % 32 or crop.height % 32 or crop.width < 32 or crop.height < 32:
                 raise ConfigError(f"crops: sides must be multiples of 32, got {crop.width}x{crop.height}")
-        if self.resolution < 32:
-            raise ConfigError(f"resolution: expected >= 32, got {self.resolution}")
+        check_resolutions(self.resolution, self.processing_resolution)
+
+    def exported_resolution(self) -> int:
+        """The resize target the weights record: ``processing_resolution``, else ``resolution``."""
+        return self.processing_resolution or self.resolution
 
     def crop_at(self, step: int) -> CropStage:
         """The crop stage in force at ``step``."""

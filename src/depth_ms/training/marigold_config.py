@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 from depth_ms.core.config import ConfigError
 
 from .augment import AugmentConfig
-from .config import DataConfig, OptimConfig, ScheduleConfig
+from .config import DataConfig, OptimConfig, ScheduleConfig, check_resolutions
 
 
 @dataclass
@@ -98,10 +98,7 @@ class MarigoldTrainConfig:
     def validate(self) -> None:
         if self.family != "marigold":
             raise ConfigError(f"family: expected marigold, got '{self.family}'")
-        if self.resolution < 32:
-            raise ConfigError(f"resolution: expected >= 32, got {self.resolution}")
-        if self.processing_resolution != 0 and self.processing_resolution < 32:
-            raise ConfigError(f"processing_resolution: expected 0 or >= 32, got {self.processing_resolution}")
+        check_resolutions(self.resolution, self.processing_resolution)
 
     def exported_resolution(self) -> int:
         """The longer edge the exported model runs at by default: ``processing_resolution``, else ``resolution``."""

@@ -43,7 +43,7 @@ class FastDepthTrainer(StepTrainer):
         self.val_samples = spread(val.samples, config.data.val_frames)
         self.arch = from_dict(FastDepthArch, dict(config.arch), "arch")
         self.arch_metadata = arch_metadata(self.arch)
-        self.metadata = {**self.arch_metadata, **resolution_metadata(config.resolution)}
+        self.metadata = {**self.arch_metadata, **resolution_metadata(config.exported_resolution())}
         self.preprocessing = build_preprocessing("midas", FastDepthOptions(resolution=config.resolution))
         self.net = FastDepthNet(self.arch, seed=config.seed)
         self.net.set_train(True)
