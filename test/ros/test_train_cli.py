@@ -70,8 +70,8 @@ def test_sim_flights_writes_each_flight_once_and_the_same_frames_again(flights, 
 def test_train_cli_trains_validates_and_checkpoints(flights, tmp_path, capsys):
     assert train(["train", str(_config(tmp_path, flights)), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "8 training samples from 2 sequences, 3 held-out; skipped: none" in out
-    assert "held-out abs_rel" in out
+    assert "8 training samples from 2 sequences, 3 validation; skipped: none" in out
+    assert "validation abs_rel" in out
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
     assert (run / "plot.png").is_file() and len((run / "log.csv").read_text().splitlines()) == 5
@@ -179,7 +179,7 @@ def marigold_run(flights, tmp_path_factory):
 
 def test_marigold_training_runs_every_stage_and_exports_a_diffusers_folder(marigold_run):
     folder, _, out, _ = marigold_run
-    assert "vae: held-out depth round trip AbsRel" in out and "held-out abs_rel" in out
+    assert "vae: validation depth round trip AbsRel" in out and "validation abs_rel" in out
     run = folder / "run"
     for stage in ("vae", "unet", "finetune"):
         assert sorted(p.name for p in (run / stage / "checkpoints").iterdir()) == ["step_000002", "step_000004"]

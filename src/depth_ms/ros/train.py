@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     val = load_samples(expand(config.data.val, base), config) if config.data.val else SampleSet()
     if workers.rank == 0:
         print(f"train: {len(train)} training samples from {len(train.sequences())} sequences, "
-              f"{len(val)} held-out; skipped: {dict(train.skipped + val.skipped) or 'none'}")
+              f"{len(val)} validation; skipped: {dict(train.skipped + val.skipped) or 'none'}")
     if len(train) == 0:
         print(f"train: no usable training samples in {config.data.train}", file=sys.stderr)
         return 2
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if workers.rank == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("abs_rel", "delta1"))
-        print(f"train: done at step {trainer.step}; held-out {summary or 'not validated'}; run folder {config.output}")
+        print(f"train: done at step {trainer.step}; validation {summary or 'not validated'}; run folder {config.output}")
     return 0
 
 

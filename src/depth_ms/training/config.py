@@ -17,12 +17,12 @@ class DataConfig:
     """Where samples come from: bags (RGB + ground truth) or labeller dataset exports (folders)."""
 
     train: list[str] = field(default_factory=list)  # bag files, dataset folders or globs
-    val: list[str] = field(default_factory=list)  # held-out flights
+    val: list[str] = field(default_factory=list)  # validation flights (held out from training)
     store_long_side: int = 320  # samples are kept in memory at most this large
     min_depth: float = 0.2  # ground truth outside (min, max) is invalid
     max_depth: float = 65.535
     min_valid: float = 0.05  # share of valid ground-truth pixels below which a sample is skipped
-    val_frames: int = 0  # validate on at most this many held-out frames, evenly spread (0 = all)
+    val_frames: int = 0  # validate on at most this many of their frames, evenly spread (0 = all)
 
     def validate(self) -> None:
         if not self.train:

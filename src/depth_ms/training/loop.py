@@ -187,7 +187,7 @@ class StepTrainer:
                     if metrics.get("frames"):
                         row.update(val_abs_rel=f"{metrics['abs_rel']:.5f}", val_delta1=f"{metrics['delta1']:.5f}")
                         rgb = f", RGB round trip {metrics['rgb_psnr']:.2f} dB" if "rgb_psnr" in metrics else ""
-                        bar.write(f"step {self.step}: held-out AbsRel {metrics['abs_rel']:.4f}, "
+                        bar.write(f"step {self.step}: validation AbsRel {metrics['abs_rel']:.4f}, "
                                   f"delta1 {metrics['delta1']:.4f}{rgb} ({metrics['frames']} frames)")
                     window_start, window_images = time.perf_counter(), 0
                 if row:

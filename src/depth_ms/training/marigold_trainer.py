@@ -9,7 +9,7 @@
    (uniform, or with ``timestep_focus`` partly from the trailing schedule the engine runs) and
    (multi-resolution) noise per sample, feeds concat(RGB latent, noisy depth latent) and the
    empty-prompt embedding to the 8-channel UNet, and regresses the v-prediction target (MSE).
-   Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the held-out flights.
+   Validation runs the streaming engine itself (cold, ``unet.val_steps`` steps) on the validation flights.
 3. **Fine-tuning** (``finetune/``, when configured): the UNet end to end through the frozen decoder
    (after Garcia Martin et al., WACV 2025): the clean-latent estimate of a step of the engine's cold sampler,
    from the latent that sampler reaches, is decoded and scored in depth (MiDaS' scale-and-shift-invariant
@@ -372,7 +372,7 @@ class MarigoldTraining:
         metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"),
                           stop_at=until_step if until == "vae" else None)
         if metrics.get("frames"):
-            self.say(f"vae: held-out depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}; "
+            self.say(f"vae: validation depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}; "
                      f"RGB round trip PSNR {metrics['rgb_psnr']:.2f} dB")
         if until == "vae":
             self.step = vae.step

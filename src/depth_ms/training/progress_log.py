@@ -64,9 +64,9 @@ class ProgressLog:
             points = series(key)
             if points:
                 axis.plot(*zip(*points), marker="o", color=color)
-            axis.set_ylabel(f"held-out {label}", color=color)
+            axis.set_ylabel(f"validation {label}", color=color)
         bottom.set_xlabel("step")
-        figure.suptitle("training: loss and held-out metrics (per-frame alignment in disparity)")
+        figure.suptitle("training: loss and validation metrics (per-frame alignment in disparity)")
         figure.tight_layout()
         figure.savefig(path, dpi=100)
         plt.close(figure)

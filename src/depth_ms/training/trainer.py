@@ -4,7 +4,7 @@ One compiled step (``ms.jit`` over ``value_and_grad``): forward, scale-and-shift
 averaged over data-parallel workers (``nn.DistributedGradReducer``, an AllReduce, when started by
 ``msrun``), clipped by global norm, AdamW with linear warm-up and cosine decay. Batches are drawn from a
 generator seeded by (seed, step, rank), so a resumed run continues with the batches an uninterrupted run
-would have seen. Rank 0 validates on the held-out flights, logs, plots and checkpoints.
+would have seen. Rank 0 validates on the validation flights, logs, plots and checkpoints.
 """
 from __future__ import annotations
 
