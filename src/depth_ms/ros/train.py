@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if workers.rank == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("abs_rel", "delta1"))
-        print(f"train: done at step {trainer.step}; validation {summary or 'not validated'}; run folder {config.output}")
+        print(f"train: done at step {trainer.step}; validation {summary or 'not validated'}; "
+              f"run folder {config.output}")
     return 0
 
 

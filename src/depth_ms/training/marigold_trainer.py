@@ -372,8 +372,8 @@ class MarigoldTraining:
         metrics = vae.run(resume=self._stage_resume(vae, resume), replica_log=log_for("vae"),
                           stop_at=until_step if until == "vae" else None)
         if metrics.get("frames"):
-            self.say(f"vae: validation depth round trip AbsRel {metrics['abs_rel']:.4f}, delta1 {metrics['delta1']:.4f}; "
-                     f"RGB round trip PSNR {metrics['rgb_psnr']:.2f} dB")
+            self.say(f"vae: validation depth round trip AbsRel {metrics['abs_rel']:.4f}, "
+                     f"delta1 {metrics['delta1']:.4f}; RGB round trip PSNR {metrics['rgb_psnr']:.2f} dB")
         if until == "vae":
             self.step = vae.step
             return metrics

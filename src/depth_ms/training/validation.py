@@ -1,4 +1,4 @@
-"""Validation on frames held out from training with the labeller's own alignment and metrics (per frame, least squares)."""
+"""Validation on frames held out from training, with the labeller's alignment and metrics (per frame, least squares)."""
 from __future__ import annotations
 
 import math
