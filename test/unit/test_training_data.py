@@ -153,6 +153,8 @@ def test_marigold_config_builds_frames_at_the_training_resolution():
 def test_config_exports_its_own_processing_resolution_and_refuses_a_tiny_one(family):
     config = load_train_config({"family": family, "data": {"train": ["x"]}, "processing_resolution": 160})
     assert config.resolution == 128 and config.exported_resolution() == 160
+    if family == "marigold":
+        assert config.frame_size() == (96, 128)  # training frames stay at the training resolution
     assert load_train_config({"family": family, "data": {"train": ["x"]}}).exported_resolution() == 128
     with pytest.raises(ConfigError, match="processing_resolution"):
         load_train_config({"family": family, "data": {"train": ["x"]}, "processing_resolution": 16})

@@ -87,16 +87,27 @@ class ScheduleConfig:
     keep_checkpoints: int = 2  # older step checkpoints are deleted (the final model is always kept)
 
 
-def check_resolutions(resolution: int, processing_resolution: int) -> None:
-    """ConfigError naming the key unless ``resolution`` >= 32 and ``processing_resolution`` is 0 or >= 32."""
-    if resolution < 32:
-        raise ConfigError(f"resolution: expected >= 32, got {resolution}")
-    if processing_resolution != 0 and processing_resolution < 32:
-        raise ConfigError(f"processing_resolution: expected 0 or >= 32, got {processing_resolution}")
+class RecordedResolution:
+    """For training configs whose model records the resolution it runs at: their ``resolution`` (training)
+    and ``processing_resolution`` (recorded; 0 = ``resolution``) fields."""
+
+    resolution: int
+    processing_resolution: int
+
+    def check_resolutions(self) -> None:
+        """ConfigError naming the key unless ``resolution`` >= 32 and ``processing_resolution`` is 0 or >= 32."""
+        if self.resolution < 32:
+            raise ConfigError(f"resolution: expected >= 32, got {self.resolution}")
+        if self.processing_resolution != 0 and self.processing_resolution < 32:
+            raise ConfigError(f"processing_resolution: expected 0 or >= 32, got {self.processing_resolution}")
+
+    def exported_resolution(self) -> int:
+        """The resolution the exported model records: ``processing_resolution``, else ``resolution``."""
+        return self.processing_resolution or self.resolution
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RecordedResolution):
     """One training run: what to train, on which data, how."""
 
     family: str = "fast_depth"
@@ -123,11 +134,7 @@ class TrainConfig:
         for crop in self.crops:
             if crop.width % 32 or crop.height % 32 or crop.width < 32 or crop.height < 32:
                 raise ConfigError(f"crops: sides must be multiples of 32, got {crop.width}x{crop.height}")
-        check_resolutions(self.resolution, self.processing_resolution)
-
-    def exported_resolution(self) -> int:
-        """The resize target the weights record: ``processing_resolution``, else ``resolution``."""
-        return self.processing_resolution or self.resolution
+        self.check_resolutions()
 
     def crop_at(self, step: int) -> CropStage:
         """The crop stage in force at ``step``."""

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 from depth_ms.core.config import ConfigError
 
 from .augment import AugmentConfig
-from .config import DataConfig, OptimConfig, ScheduleConfig, check_resolutions
+from .config import DataConfig, OptimConfig, RecordedResolution, ScheduleConfig
 
 
 @dataclass
@@ -78,7 +78,7 @@ class FinetuneStage:
 
 
 @dataclass
-class MarigoldTrainConfig:
+class MarigoldTrainConfig(RecordedResolution):
     """A Marigold-family model from scratch: VAE, then UNet on its latents; exported as a diffusers folder."""
 
     family: str = "marigold"
@@ -98,11 +98,7 @@ class MarigoldTrainConfig:
     def validate(self) -> None:
         if self.family != "marigold":
             raise ConfigError(f"family: expected marigold, got '{self.family}'")
-        check_resolutions(self.resolution, self.processing_resolution)
-
-    def exported_resolution(self) -> int:
-        """The longer edge the exported model runs at by default: ``processing_resolution``, else ``resolution``."""
-        return self.processing_resolution or self.resolution
+        self.check_resolutions()
 
     def frame_size(self) -> tuple[int, int]:
         """(height, width) of a UNet training frame: ``aspect`` with the longer edge at ``resolution``."""
